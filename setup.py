@@ -1,0 +1,36 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="tf-assign2",
+    version="0.1.0",
+    description="Keras 3 / TensorFlow 2 port of the Rice ELEC/COMP 576 Assignment 2 starters "
+    "(LeNet5 on CIFAR10, RNN/LSTM/GRU on MNIST) with tuning, visualisation and export.",
+    long_description=open("README.md").read() if __import__("os").path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["tf_assign2", "tf_assign2.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.16",
+        "keras>=3.0",
+        "tensorboard",  # TF 2.21 no longer pulls it in; tf.summary and keras-tuner need it
+        "tensorflow-datasets",
+        "keras-tuner>=1.4",
+        "scikit-learn",  # keras-tuner's Bayesian optimisation
+        "scipy",
+        "matplotlib",
+        "pillow",
+        "pyyaml",
+        "numpy",
+    ],
+    extras_require={
+        "test": ["pytest", "hypothesis"],
+        "gpu": ["tensorflow[and-cuda]>=2.16"],
+    },
+    entry_points={
+        "console_scripts": [
+            "tf-assign2-cifar=tf_assign2.cifar:main",
+            "tf-assign2-mnist=tf_assign2.mnist:main",
+            "tf-assign2-evaluate=tf_assign2.cli:evaluate_main",
+        ]
+    },
+)

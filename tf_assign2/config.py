@@ -1,0 +1,145 @@
+"""The resolved configuration of a run: one dataclass, validated once, written to config.json.
+
+CLI flags and ``--config`` YAML files both end up here (see ``cli.py``); ``train.run`` and
+``data.load_arrays`` read nothing else. Defaults follow the starters: CIFAR is LeNet5 at
+batch 50, MNIST an LSTM of 128 units at batch 128, both Adam 1e-3.
+"""
+
+import dataclasses
+import math
+
+from tf_assign2.data import DATASETS, SOURCES
+from tf_assign2.errors import UsageError
+
+CELLS = ("rnn", "lstm", "gru")
+INITS = ("starter", "keras")
+TASKS = ("cifar", "mnist")
+OPTIMIZERS = ("adam", "sgd", "momentum", "adagrad", "rmsprop", "adamw")
+MODELS = ("lenet5", "rnn")
+JIT = ("auto", "on", "off")
+PRECISIONS = ("float32", "mixed")
+STRATEGIES = ("default", "mirrored")
+
+
+@dataclasses.dataclass
+class Config:
+    task: str = "cifar"
+    # data
+    dataset: str = "cifar10"
+    source: str = "auto"
+    data_dir: str = None
+    tfds_data_dir: str = None
+    ntrain: int = None
+    ntest: int = None
+    val_split: float = 0.1
+    native: bool = False
+    # model
+    model: str = "lenet5"
+    cell: str = "lstm"
+    units: int = 128
+    layers: int = 1
+    conv_filters: tuple = (32, 64)
+    fc_units: int = 1024
+    init: str = "starter"
+    use_cudnn: object = "auto"
+    # optimisation
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    epochs: int = 10
+    steps: int = None
+    training_iters: int = None
+    display_step: int = None
+    batch_size: int = 50
+    seed: int = 0
+    deterministic: bool = False
+    # execution
+    jit: str = "auto"
+    steps_per_execution: int = None
+    precision: str = "float32"
+    strategy: str = "default"
+    # outputs
+    runs_dir: str = "runs"
+    test_curve: bool = True
+    visualize: bool = True
+    export: bool = True
+
+    def total_steps(self):
+        """Training steps when the starter's counting is asked for, else None (use epochs).
+
+        ``--training-iters`` counts samples like the MNIST starter's
+        ``while step * batchSize < trainingIters`` loop, which runs (iters - 1) // batch steps.
+        """
+        if self.steps is not None:
+            return self.steps
+        if self.training_iters is not None:
+            return max(1, (self.training_iters - 1) // self.batch_size)
+        return None
+
+
+def task_defaults(task):
+    """Defaults that differ between the two starters."""
+    if task == "mnist":
+        return {"task": "mnist", "dataset": "mnist", "model": "rnn", "batch_size": 128}
+    return {"task": "cifar", "dataset": "cifar10", "model": "lenet5", "batch_size": 50}
+
+
+def _choice(name, value, choices):
+    if value not in choices:
+        raise UsageError(f"--{name.replace('_', '-')} {value}: expected one of {', '.join(choices)}")
+
+
+def _at_least(name, value, low, allow_none=False):
+    if value is None and allow_none:
+        return
+    if value is None or value < low:
+        raise UsageError(f"--{name.replace('_', '-')} {value}: expected an integer >= {low}")
+
+
+def validate(config):
+    """Check every field; raises UsageError naming the flag and what was expected."""
+    _choice("task", config.task, TASKS)
+    _choice("dataset", config.dataset, DATASETS)
+    _choice("source", config.source, SOURCES)
+    _choice("model", config.model, MODELS)
+    _choice("cell", config.cell, CELLS)
+    _choice("init", config.init, INITS)
+    _choice("optimizer", config.optimizer, OPTIMIZERS)
+    _choice("jit", config.jit, JIT)
+    _choice("precision", config.precision, PRECISIONS)
+    _choice("strategy", config.strategy, STRATEGIES)
+    if not isinstance(config.lr, (int, float)) or not math.isfinite(config.lr) or config.lr <= 0:
+        raise UsageError(f"--lr {config.lr}: expected a learning rate > 0")
+    if not 0 <= config.momentum < 1:
+        raise UsageError(f"--momentum {config.momentum}: expected a value in [0, 1)")
+    if not 0 <= config.val_split < 1:
+        raise UsageError(f"--val-split {config.val_split}: expected a fraction in [0, 1)")
+    _at_least("epochs", config.epochs, 1)
+    _at_least("batch_size", config.batch_size, 1)
+    _at_least("units", config.units, 1)
+    _at_least("layers", config.layers, 1)
+    _at_least("fc_units", config.fc_units, 1)
+    _at_least("steps", config.steps, 1, allow_none=True)
+    _at_least("training_iters", config.training_iters, 2, allow_none=True)
+    _at_least("display_step", config.display_step, 1, allow_none=True)
+    _at_least("ntrain", config.ntrain, 1, allow_none=True)
+    _at_least("ntest", config.ntest, 1, allow_none=True)
+    _at_least("steps_per_execution", config.steps_per_execution, 1, allow_none=True)
+    if len(config.conv_filters) != 2 or min(config.conv_filters) < 1:
+        raise UsageError(f"--conv-filters {config.conv_filters}: expected two integers >= 1")
+    if config.steps is not None and config.training_iters is not None:
+        raise UsageError("--steps and --training-iters both given: use one")
+    return config
+
+
+def to_dict(config):
+    return dataclasses.asdict(config)
+
+
+def from_dict(values):
+    """Rebuild a Config from config.json (used by --resume); unknown keys are ignored there."""
+    names = {f.name for f in dataclasses.fields(Config)}
+    kept = {k: v for k, v in values.items() if k in names}
+    if "conv_filters" in kept:
+        kept["conv_filters"] = tuple(kept["conv_filters"])
+    return Config(**kept)

@@ -1,0 +1,98 @@
+"""Run directories: naming (never overwritten), atomic file writes, reading a finished run."""
+
+import datetime
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from tf_assign2.errors import UsageError
+
+
+def run_name(config):
+    """``<task>-<model or optimizer>-lr<lr>-<timestamp>``; the model/cell is named for MNIST runs."""
+    what = config.optimizer
+    if config.task == "mnist":
+        what = ("lenet5" if config.model == "lenet5" else f"{config.cell}{config.units}") + f"-{config.optimizer}"
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{config.task}-{what}-lr{config.lr:g}-{stamp}"
+
+
+def new_run_dir(config):
+    """Create a fresh run directory; an existing one is never reused (a suffix is added)."""
+    root = Path(config.runs_dir)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--runs-dir {root}: cannot create it ({e.strerror or e})") from None
+    if not os.access(root, os.W_OK):
+        raise UsageError(f"--runs-dir {root}: not writable")
+    base = run_name(config)
+    for i in range(1000):
+        path = root / (base if i == 0 else f"{base}-{i}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise UsageError(f"--runs-dir {root}: cannot create a run directory ({e.strerror or e})") from None
+    raise UsageError(f"--runs-dir {root}: too many runs named {base}")
+
+
+def write_atomic(path, text):
+    """Write text to ``path`` through a temp file + rename, so readers never see half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_json(path, obj):
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
+
+
+def _jsonable(value):
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, (tuple, set)):
+        return list(value)
+    return str(value)
+
+
+def read_json(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise UsageError(f"{path}: cannot read JSON ({e})") from None
+
+
+def is_run_dir(path):
+    return (Path(path) / "config.json").is_file()
+
+
+def timestamped_subdir(parent, prefix):
+    """A new ``<prefix>-<timestamp>`` folder under ``parent`` (evaluations, visualisations)."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    for i in range(1000):
+        path = Path(parent) / (f"{prefix}-{stamp}" if i == 0 else f"{prefix}-{stamp}-{i}")
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise UsageError(f"{parent}: cannot create {path.name} ({e.strerror or e})") from None
+    raise UsageError(f"{parent}: too many {prefix} folders")

@@ -1,0 +1,361 @@
+"""Compile, fit, evaluate and export one run; shared by every CLI, the tuner and the sweeps.
+
+``run`` is the whole story of a training run, top to bottom:
+compile (optimizer by name, XLA policy, steps_per_execution) -> fit with callbacks
+(CSVLogger, TensorBoard, BackupAndRestore, TerminateOnNaN, the starter's progress lines,
+per-epoch test accuracy for the curves, throughput) -> test accuracy -> summary.json,
+curves.png -> SavedModel + model.keras.
+"""
+
+import csv
+import math
+import platform
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_assign2 import data, export, runs, viz
+from tf_assign2.config import to_dict
+
+# Measured by `python -m tf_assign2.bench` on the 2-core CPU (see BENCHMARKS.md):
+# running several steps per tf.function call removes most of fit's per-step overhead.
+CPU_STEPS_PER_EXECUTION = 16
+GPU_STEPS_PER_EXECUTION = 32
+
+
+def gpu_available():
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def resolve_jit(jit):
+    """XLA where it pays: on a GPU. On this CPU XLA measured ~2x slower for LeNet5."""
+    if jit == "auto":
+        return gpu_available()
+    return jit == "on"
+
+
+def resolve_steps_per_execution(config, steps_per_epoch):
+    """Steps per compiled call; kept a divisor of the step counts the user asked to see exactly."""
+    requested = config.steps_per_execution
+    if requested is None:
+        requested = GPU_STEPS_PER_EXECUTION if gpu_available() else CPU_STEPS_PER_EXECUTION
+    spe = min(requested, steps_per_epoch)
+    for exact in (config.display_step, config.total_steps()):
+        if exact:
+            spe = math.gcd(spe, exact)
+    return max(1, spe)
+
+
+def make_optimizer(name, lr, momentum=0.9):
+    """Optimizers by the names the assignment uses; 'momentum' is SGD with momentum."""
+    if name == "adam":
+        return keras.optimizers.Adam(lr)
+    if name == "adamw":
+        return keras.optimizers.AdamW(lr)
+    if name == "sgd":
+        return keras.optimizers.SGD(lr)
+    if name == "momentum":
+        return keras.optimizers.SGD(lr, momentum=momentum)
+    if name == "adagrad":
+        return keras.optimizers.Adagrad(lr)
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(lr)
+    raise ValueError(f"unknown optimizer {name!r}")
+
+
+def compile_model(model, config, steps_per_execution=1):
+    model.compile(
+        optimizer=make_optimizer(config.optimizer, config.lr, config.momentum),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+        jit_compile=resolve_jit(config.jit),
+        steps_per_execution=steps_per_execution,
+    )
+    return model
+
+
+def environment():
+    """Library versions and device, recorded in config.json."""
+    gpus = tf.config.list_physical_devices("GPU")
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "processor": _cpu_model(),
+        "cpu_count": __import__("os").cpu_count(),
+        "gpus": [g.name for g in gpus],
+        "device": "GPU" if gpus else "CPU",
+    }
+
+
+def _cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+# --------------------------------------------------------------------------- callbacks
+
+
+class StarterProgress(keras.callbacks.Callback):
+    """Prints the starters' progress lines every ``display_step`` steps.
+
+    CIFAR: ``step %d, training accuracy %g``; MNIST: ``Iter N, Minibatch Loss= ...,
+    Training Accuracy= ...`` with N counted in samples as in the starter. The values are
+    the mean over the last ``display_step`` steps (recovered from Keras' running means),
+    which is what the starter's single-minibatch print estimates, with less noise.
+    """
+
+    def __init__(self, style, display_step, steps_per_epoch, batch_size):
+        super().__init__()
+        self.style, self.display_step = style, display_step
+        self.steps_per_epoch, self.batch_size = steps_per_epoch, batch_size
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self.seen, self.loss_sum, self.acc_sum = 0, 0.0, 0.0
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.epoch * self.steps_per_epoch + batch + 1
+        if step % self.display_step:
+            return
+        seen = batch + 1
+        loss_sum, acc_sum = float(logs["loss"]) * seen, float(logs["accuracy"]) * seen
+        window = max(seen - self.seen, 1)
+        loss = (loss_sum - self.loss_sum) / window
+        acc = (acc_sum - self.acc_sum) / window
+        self.seen, self.loss_sum, self.acc_sum = seen, loss_sum, acc_sum
+        if self.style == "cifar":
+            print(f"step {step}, training accuracy {acc:g}", flush=True)
+        else:
+            print(
+                f"Iter {step * self.batch_size}, Minibatch Loss= {loss:.6f}, Training Accuracy= {acc:.5f}",
+                flush=True,
+            )
+
+
+class StopAfterSteps(keras.callbacks.Callback):
+    """Ends training after exactly ``total_steps`` optimizer steps (the starter's step count)."""
+
+    def __init__(self, total_steps, steps_per_epoch):
+        super().__init__()
+        self.total_steps, self.steps_per_epoch = total_steps, steps_per_epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.epoch * self.steps_per_epoch + batch + 1 >= self.total_steps:
+            self.model.stop_training = True
+
+
+class TestCurve(keras.callbacks.Callback):
+    """Adds ``test_loss``/``test_accuracy`` to each epoch's logs, for the assignment's plots.
+
+    The test split never steers training (no early stopping, no checkpoint selection
+    reads it); it is only recorded, as the assignment asks for test accuracy per epoch.
+    Must come before CSVLogger in the callback list so the columns are written.
+    """
+
+    def __init__(self, test_ds, test_y):
+        super().__init__()
+        self.test_ds, self.test_y = test_ds, test_y
+
+    def on_epoch_end(self, epoch, logs=None):
+        logits = self.model.predict(self.test_ds, verbose=0)
+        loss, acc = logits_metrics(logits, self.test_y)
+        logs["test_loss"], logs["test_accuracy"] = loss, acc
+
+
+class Throughput(keras.callbacks.Callback):
+    """Training images/s per epoch, timed from epoch start to the last training step."""
+
+    def __init__(self, images_per_epoch):
+        super().__init__()
+        self.images_per_epoch = images_per_epoch
+        self.epoch_seconds = []
+        self.images = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = self.last = time.perf_counter()
+        self.steps = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.last = time.perf_counter()
+        self.steps = batch + 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch_seconds.append(self.last - self.start)
+        self.images.append(self.steps)
+
+    def images_per_sec(self, batch_size, n_train, steps_per_epoch):
+        """Median over epochs after the first (which includes tracing), or the first alone."""
+        rates = []
+        for seconds, steps in zip(self.epoch_seconds, self.images):
+            images = n_train if steps >= steps_per_epoch else steps * batch_size
+            rates.append(images / seconds if seconds > 0 else float("nan"))
+        steady = rates[1:] or rates
+        return float(np.median(steady)) if steady else float("nan")
+
+
+def logits_metrics(logits, labels):
+    """Mean cross-entropy and accuracy from logits, in float64 NumPy (exact and reproducible)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    loss = float(-log_probs[np.arange(len(labels)), labels].mean())
+    acc = float((logits.argmax(axis=1) == labels).mean())
+    return loss, acc
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def read_history(path):
+    """history.csv -> {column: [floats]}."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    return {k: [float(r[k]) if r[k] not in ("", None) else float("nan") for r in rows] for k in (rows[0] if rows else {})}
+
+
+def _completed_epochs(backup_dir):
+    meta = Path(backup_dir) / "training_metadata.json"
+    if meta.is_file():
+        return int(runs.read_json(meta).get("epoch", 0))
+    return 0
+
+
+def _truncate_history(path, epochs):
+    """On resume, drop rows of epochs the backup does not hold (killed between the two writes)."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    runs.write_atomic(path, "".join(lines[: 1 + epochs]))
+
+
+def _diverged(model, history):
+    losses = history.get("loss", [])
+    if any(not math.isfinite(v) for v in losses):
+        return True
+    return not all(np.isfinite(w).all() for w in model.get_weights())
+
+
+def run(config, arrays, info, model, run_dir, resume=False, extra_callbacks=()):
+    """Train ``model`` on ``arrays`` into ``run_dir``; returns the summary dict (also summary.json).
+
+    status: "completed", "diverged" (NaN/Inf loss; TerminateOnNaN ended it) or
+    "interrupted" (Ctrl-C; what was done is written, the backup kept for --resume).
+    """
+    run_dir = Path(run_dir)
+    n_train = len(arrays.train_y)
+    steps_per_epoch = data.steps_per_epoch(n_train, config.batch_size)
+    total_steps = config.total_steps()
+    epochs = math.ceil(total_steps / steps_per_epoch) if total_steps else config.epochs
+    spe = resolve_steps_per_execution(config, steps_per_epoch)
+    compile_model(model, config, spe)
+
+    backup_dir = run_dir / "backup"
+    history_csv = run_dir / "history.csv"
+    start_epoch = _completed_epochs(backup_dir) if resume else 0
+    if resume:
+        _truncate_history(history_csv, start_epoch)
+
+    train_ds = data.train_dataset(arrays.train_x, arrays.train_y, config.batch_size, config.seed, start_epoch)
+    val_ds = data.eval_dataset(arrays.val_x, arrays.val_y, 256) if len(arrays.val_y) else None
+    test_ds = data.eval_dataset(arrays.test_x, arrays.test_y, 256)
+
+    throughput = Throughput(n_train)
+    callbacks = []
+    if config.test_curve:
+        callbacks.append(TestCurve(test_ds, arrays.test_y))
+    callbacks += [
+        throughput,
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True),
+        keras.callbacks.CSVLogger(str(history_csv), append=resume),
+        keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), histogram_freq=0),
+    ]
+    if config.display_step:
+        callbacks.append(StarterProgress(config.task, config.display_step, steps_per_epoch, config.batch_size))
+    if total_steps:
+        callbacks.append(StopAfterSteps(total_steps, steps_per_epoch))
+    callbacks += list(extra_callbacks)
+
+    status = "completed"
+    started = time.perf_counter()
+    try:
+        model.fit(
+            train_ds,
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            validation_data=val_ds,
+            shuffle=False,  # train_dataset shuffles, per epoch, by (seed, epoch)
+            callbacks=callbacks,
+            verbose=2,
+        )
+    except KeyboardInterrupt:
+        status = "interrupted"
+    train_seconds = time.perf_counter() - started
+
+    history = read_history(history_csv)
+    if status == "completed" and _diverged(model, history):
+        status = "diverged"
+
+    summary = {
+        "status": status,
+        "run_dir": str(run_dir),
+        "epochs_completed": len(history.get("loss", [])),
+        "epochs_planned": epochs,
+        "steps_per_epoch": steps_per_epoch,
+        "steps_per_execution": spe,
+        "jit_compile": resolve_jit(config.jit),
+        "train_seconds": round(train_seconds, 3),
+        "images_per_sec": round(throughput.images_per_sec(config.batch_size, n_train, steps_per_epoch), 1),
+        "batch_size": config.batch_size,
+        "parameters": model.count_params(),
+        "final_train_loss": _last(history, "loss"),
+        "final_train_accuracy": _last(history, "accuracy"),
+        "final_val_accuracy": _last(history, "val_accuracy"),
+        "best_val_accuracy": _best(history, "val_accuracy"),
+    }
+    if status == "completed":
+        logits = model.predict(test_ds, verbose=0)
+        summary["test_loss"], summary["test_accuracy"] = logits_metrics(logits, arrays.test_y)
+        export.save_all(model, config, info, run_dir)
+    else:
+        summary["test_loss"] = summary["test_accuracy"] = None
+    if history:
+        viz.plot_curves(history, run_dir / "curves.png", title=run_dir.name)
+    runs.write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def _last(history, key):
+    values = history.get(key)
+    return values[-1] if values else None
+
+
+def _best(history, key):
+    values = [v for v in history.get(key, []) if math.isfinite(v)]
+    return max(values) if values else None
+
+
+def write_config(config, info, run_dir):
+    """config.json: every resolved setting, the data actually used, versions and device."""
+    runs.write_json(
+        Path(run_dir) / "config.json",
+        {**to_dict(config), "data_info": info.__dict__, "environment": environment()},
+    )
