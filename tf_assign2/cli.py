@@ -77,7 +77,7 @@ def add_train_flags(parser):
     g.add_argument("--fc-units", type=positive_int, default=None, help="LeNet5 fc1 units (1024)")
     g.add_argument("--conv-filters", type=positive_int, nargs=2, default=None, help="LeNet5 conv1 conv2 filters (32 64)")
     g.add_argument("--init", choices=["starter", "keras"], default=None,
-                   help="starter: truncated normal 0.1 / bias 0.1 (RNN output: random normal); keras: Keras defaults")
+                   help="starter: truncated normal 0.1 / bias 0.1 (RNN output: random normal); keras: Glorot. Default: starter for lenet5, keras for rnn")
     g.add_argument("--use-cudnn", type=cudnn_choice, default=None, help="LSTM/GRU cuDNN kernel: auto, on, off")
     g = parser.add_argument_group("training")
     g.add_argument("--optimizer", choices=config_module.OPTIMIZERS, default=None, help="(adam)")
@@ -286,12 +286,14 @@ def report(task, summary):
     status = summary["status"]
     if status == "completed":
         acc = summary["test_accuracy"]
+        if task == "mnist":
+            print("Optimization finished!")
         print(f"test accuracy {acc:g}" if task == "cifar" else f"Testing Accuracy: {acc:.4f}")
         print(f"{summary['images_per_sec']:.0f} images/s; outputs in {summary['run_dir']}")
         return 0
     if status == "diverged":
         print(
-            f"error: run diverged (loss became NaN/Inf after {summary['epochs_completed']} epoch(s)); "
+            f"error: run diverged ({summary.get('divergence') or 'loss became NaN/Inf'}); "
             f"summary in {summary['run_dir']}/summary.json",
             file=sys.stderr,
         )

@@ -230,13 +230,15 @@ def read_idx_folder(folder, ntrain=None, ntest=None):
 # --------------------------------------------------------------------------- tfds
 
 
-def read_tfds(dataset, data_dir=None, native=False):
+def read_tfds(dataset, data_dir=None, native=False, download=True):
     """tensorflow-datasets, as the assignment format unless ``native`` (CIFAR-10: 32x32x3)."""
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
     try:
-        splits = tfds.load(dataset, split=["train", "test"], as_supervised=True, batch_size=-1, data_dir=data_dir)
+        splits = tfds.load(
+            dataset, split=["train", "test"], as_supervised=True, batch_size=-1, data_dir=data_dir, download=download
+        )
     except Exception as e:  # tfds raises many types (network, checksum, ...): one message for the user
         raise UsageError(f"tensorflow-datasets could not load {dataset!r}: {str(e).splitlines()[0][:200]}") from None
     out = []

@@ -66,11 +66,25 @@ def make_optimizer(name, lr, momentum=0.9):
     raise ValueError(f"unknown optimizer {name!r}")
 
 
+@keras.saving.register_keras_serializable(package="tf_assign2")
+def starter_cross_entropy(y_true, logits):
+    """The TF1 starters' loss, literally: ``-sum(y * log(softmax(logits)))`` per sample, in float32.
+
+    We train on the stable ``from_logits`` loss, which never overflows. This metric tracks
+    the loss the students' code optimised: it becomes inf exactly where a class probability
+    underflows to 0, the point at which the TF1 starter's loss and weights turned NaN
+    (e.g. Adam at 1e-2). ``DivergenceStop`` ends such a run as "diverged".
+    """
+    labels = tf.cast(tf.reshape(y_true, [-1]), tf.int32)
+    probs = tf.nn.softmax(tf.cast(logits, tf.float32))
+    return -tf.math.log(tf.gather(probs, labels, batch_dims=1))
+
+
 def compile_model(model, config, steps_per_execution=1):
     model.compile(
         optimizer=make_optimizer(config.optimizer, config.lr, config.momentum),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
+        metrics=["accuracy", keras.metrics.MeanMetricWrapper(starter_cross_entropy, name="starter_loss")],
         jit_compile=resolve_jit(config.jit),
         steps_per_execution=steps_per_execution,
     )
@@ -141,6 +155,27 @@ class StarterProgress(keras.callbacks.Callback):
                 f"Iter {step * self.batch_size}, Minibatch Loss= {loss:.6f}, Training Accuracy= {acc:.5f}",
                 flush=True,
             )
+
+
+class DivergenceStop(keras.callbacks.Callback):
+    """Stops training when the loss or the starter's loss (see ``starter_cross_entropy``) is NaN/Inf.
+
+    Complements ``TerminateOnNaN`` (which watches ``loss`` only) and remembers why it stopped.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.reason = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        for key in ("loss", "starter_loss"):
+            value = (logs or {}).get(key)
+            if value is not None and not math.isfinite(float(value)) and self.reason is None:
+                self.reason = f"{key} became {float(value)} in epoch {self.epoch + 1}"
+                self.model.stop_training = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
 
 
 class StopAfterSteps(keras.callbacks.Callback):
@@ -278,11 +313,13 @@ def run(config, arrays, info, model, run_dir, resume=False, extra_callbacks=()):
     test_ds = data.eval_dataset(arrays.test_x, arrays.test_y, 256)
 
     throughput = Throughput(n_train)
+    divergence = DivergenceStop()
     callbacks = []
     if config.test_curve:
         callbacks.append(TestCurve(test_ds, arrays.test_y))
     callbacks += [
         throughput,
+        divergence,
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True),
         keras.callbacks.CSVLogger(str(history_csv), append=resume),
@@ -311,11 +348,12 @@ def run(config, arrays, info, model, run_dir, resume=False, extra_callbacks=()):
     train_seconds = time.perf_counter() - started
 
     history = read_history(history_csv)
-    if status == "completed" and _diverged(model, history):
+    if status == "completed" and (divergence.reason or _diverged(model, history)):
         status = "diverged"
 
     summary = {
         "status": status,
+        "divergence": divergence.reason if status == "diverged" else None,
         "run_dir": str(run_dir),
         "epochs_completed": len(history.get("loss", [])),
         "epochs_planned": epochs,

@@ -1,0 +1,116 @@
+"""The command lines as a user runs them: a tiny end-to-end run, evaluate, configs, bad input."""
+
+import json
+import shutil
+
+import pytest
+from PIL import Image
+
+from conftest import run_cli
+
+
+def _tiny(tmp_path, *extra):
+    return ("--ntrain", "10", "--ntest", "3", "--epochs", "1", "--runs-dir", str(tmp_path / "runs"), *extra)
+
+
+def _only_run(tmp_path):
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    return run_dir
+
+
+def test_cifar_run_then_evaluate(tmp_path):
+    done = run_cli("tf_assign2.cifar", "--optimizer", "sgd", "--lr", "1e-2", *_tiny(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "test accuracy" in done.stdout
+    run_dir = _only_run(tmp_path)
+    assert run_dir.name.startswith("cifar-sgd-lr0.01-")
+    summary = json.loads((run_dir / "summary.json").read_text())
+
+    evaluated = run_cli("tf_assign2.evaluate", str(run_dir))
+    assert evaluated.returncode == 0, evaluated.stderr
+    (eval_dir,) = run_dir.glob("eval-*")
+    result = json.loads((eval_dir / "eval.json").read_text())
+    assert result["accuracy"] == summary["test_accuracy"] == result["run_test_accuracy"]
+    assert (eval_dir / "confusion_matrix.png").is_file()
+    assert sum(map(sum, result["confusion_matrix"])) == 30
+
+    # A second run never reuses the first run's directory.
+    again = run_cli("tf_assign2.cifar", "--optimizer", "sgd", "--lr", "1e-2", *_tiny(tmp_path))
+    assert again.returncode == 0 and len(list((tmp_path / "runs").iterdir())) == 2
+
+
+def test_config_file_with_flag_override(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("optimizer: momentum\nlr: 0.05\nmomentum: 0.5\nbatch_size: 25\n")
+    done = run_cli("tf_assign2.cifar", "--config", str(config), "--lr", "0.02", *_tiny(tmp_path))
+    assert done.returncode == 0, done.stderr
+    saved = json.loads((_only_run(tmp_path) / "config.json").read_text())
+    assert (saved["optimizer"], saved["lr"], saved["momentum"], saved["batch_size"]) == ("momentum", 0.02, 0.5, 25)
+
+
+def _assert_clean_error(done, tmp_path, *needles):
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    runs_dir = tmp_path / "runs"
+    assert not runs_dir.exists() or not any(runs_dir.iterdir()), "a run directory was left behind"
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (("--optimizer", "adadelta"), ("--optimizer", "invalid choice")),
+        (("--lr", "0"), ("--lr", "> 0")),
+        (("--lr", "-1e-3"), ("--lr",)),
+        (("--epochs", "0"), ("--epochs", ">= 1")),
+        (("--batch-size", "x"), ("--batch-size",)),
+        (("--data-dir", "/no/such/folder"), ("--data-dir /no/such/folder", "not found")),
+    ],
+    ids=["optimizer", "lr-zero", "lr-negative", "epochs", "batch-type", "missing-dir"],
+)
+def test_bad_flags(tmp_path, args, needles):
+    _assert_clean_error(run_cli("tf_assign2.cifar", *_tiny(tmp_path), *args), tmp_path, *needles)
+
+
+def _broken_layout(data_root, tmp_path, breakage):
+    root = tmp_path / "data"
+    for split in ("Train", "Test"):
+        for c in range(2):
+            (root / split / str(c)).mkdir(parents=True)
+            for i in range(3):
+                shutil.copy(data_root / "CIFAR10" / split / str(c) / f"Image{i:05d}.png", root / split / str(c))
+    breakage(root)
+    return root
+
+
+@pytest.mark.parametrize(
+    "breakage, needles",
+    [
+        (lambda r: [p.unlink() for p in (r / "Train/1").iterdir()], ("Train/1", "empty class folder")),
+        (lambda r: (r / "Test/0/Image00002.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20),
+         ("Image00002.png", "not a valid PNG")),
+        (lambda r: Image.new("L", (30, 30)).save(r / "Train/0/Image00001.png"), ("Image00001.png", "30x30x1")),
+    ],
+    ids=["empty-class", "corrupt-png", "wrong-size"],
+)
+def test_bad_data(data_root, tmp_path, breakage, needles):
+    root = _broken_layout(data_root, tmp_path, breakage)
+    done = run_cli("tf_assign2.cifar", "--epochs", "1", "--data-dir", str(root), "--runs-dir", str(tmp_path / "runs"))
+    _assert_clean_error(done, tmp_path, *needles)
+
+
+def test_bad_config_file(tmp_path):
+    config = tmp_path / "typo.yaml"
+    config.write_text("optimiser: adam\n")
+    _assert_clean_error(run_cli("tf_assign2.cifar", "--config", str(config), *_tiny(tmp_path)), tmp_path,
+                        "typo.yaml", "unknown key 'optimiser'")
+    config.write_text("epochs: ten\n")
+    _assert_clean_error(run_cli("tf_assign2.cifar", "--config", str(config), *_tiny(tmp_path)), tmp_path,
+                        "typo.yaml", "epochs")
+
+
+def test_evaluate_on_a_folder_that_is_not_a_model(tmp_path):
+    _assert_clean_error(run_cli("tf_assign2.evaluate", str(tmp_path)), tmp_path, "not a run directory or a SavedModel")

@@ -1,0 +1,182 @@
+"""The data module on the real assignment PNGs, idx files written here, and bad inputs."""
+
+import gzip
+import shutil
+import struct
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tf_assign2 import data
+from tf_assign2.errors import UsageError
+
+
+def test_png_layout_counts_shapes_label_order_and_values(data_root):
+    train_x, train_y, test_x, test_y = data.read_png_layout(data_root / "CIFAR10", ntrain=5, ntest=2)
+    assert train_x.shape == (50, 28, 28, 1) and train_x.dtype == np.uint8
+    assert test_x.shape == (20, 28, 28, 1)
+    assert train_y.tolist() == [c for c in range(10) for _ in range(5)]
+    assert test_y.tolist() == [c for c in range(10) for _ in range(2)]
+    # Same pixels as the starter reads them: class 3's second training image.
+    expected = np.asarray(Image.open(data_root / "CIFAR10/Train/3/Image00001.png"))
+    np.testing.assert_array_equal(train_x[3 * 5 + 1, :, :, 0], expected)
+
+
+def test_full_split_sizes(data_root):
+    train_x, train_y, test_x, test_y = data.read_png_layout(data_root / "MNIST")
+    assert len(train_y) == 10000 and len(test_y) == 1000
+    assert np.bincount(train_y).tolist() == [1000] * 10
+
+
+def test_pipeline_floats_in_unit_range(small_config):
+    cfg = small_config(val_split=0.2)
+    arrays, info = data.load_arrays(cfg)
+    assert (info.n_train, info.n_val, info.n_test) == (160, 40, 50)
+    assert np.bincount(arrays.val_y).tolist() == [4] * 10  # stratified
+    images, labels = next(iter(data.train_dataset(arrays.train_x, arrays.train_y, 32, seed=0)))
+    assert images.shape == (32, 28, 28, 1) and images.dtype.name == "float32"
+    assert 0.0 <= float(images.numpy().min()) and float(images.numpy().max()) <= 1.0
+    assert labels.dtype.name == "int32"
+    test_images, _ = next(iter(data.eval_dataset(arrays.test_x, arrays.test_y, 50)))
+    np.testing.assert_allclose(test_images.numpy(), arrays.test_x / 255.0, atol=1e-7)
+
+
+def test_validation_split_is_seeded(small_config):
+    a, _ = data.load_arrays(small_config(seed=1))
+    b, _ = data.load_arrays(small_config(seed=1))
+    c, _ = data.load_arrays(small_config(seed=2))
+    np.testing.assert_array_equal(a.val_x, b.val_x)
+    assert not np.array_equal(a.val_x, c.val_x)
+
+
+def test_epoch_order_depends_only_on_seed_and_epoch():
+    x = np.arange(10 * 28 * 28, dtype=np.uint8).reshape(10, 28, 28, 1) % 251
+    y = np.arange(10, dtype=np.int32)
+    from_start = data.train_dataset(x, y, 4, seed=7)
+    batches = [b.numpy().tolist() for _, b in from_start.take(6)]  # epochs 0 and 1, 3 batches each
+    resumed = [b.numpy().tolist() for _, b in data.train_dataset(x, y, 4, seed=7, start_epoch=1).take(3)]
+    assert resumed == batches[3:]
+    assert sorted(sum(batches[:3], [])) == list(range(10))  # an epoch sees every image once
+    assert batches[:3] != batches[3:]  # reshuffled each epoch
+
+
+def _copy_layout(src, dst, classes, per_class=3):
+    for split in ("Train", "Test"):
+        for c in range(classes):
+            (dst / split / str(c)).mkdir(parents=True)
+            for i in range(per_class):
+                shutil.copy(src / split / str(c) / f"Image{i:05d}.png", dst / split / str(c))
+    return dst
+
+
+def test_any_number_of_classes(data_root, tmp_path):
+    root = _copy_layout(data_root / "CIFAR10", tmp_path / "three", classes=3)
+    train_x, train_y, _, test_y = data.read_png_layout(root)
+    assert sorted(set(train_y.tolist())) == [0, 1, 2] and len(train_x) == 9 and len(test_y) == 9
+
+
+def test_rgb_png_is_converted_to_grayscale(data_root, tmp_path):
+    root = _copy_layout(data_root / "CIFAR10", tmp_path / "rgb", classes=2)
+    path = root / "Train/1/Image00000.png"
+    gray = np.asarray(Image.open(path))
+    Image.open(path).convert("RGB").save(path)
+    train_x, _, _, _ = data.read_png_layout(root)
+    np.testing.assert_array_equal(train_x[3, :, :, 0], gray)
+
+
+def test_non_png_files_are_ignored_with_a_warning(data_root, tmp_path):
+    root = _copy_layout(data_root / "CIFAR10", tmp_path / "notes", classes=2)
+    (root / "Train/0/notes.txt").write_text("not an image")
+    with pytest.warns(UserWarning, match="ignoring 1 non-PNG"):
+        train_x, _, _, _ = data.read_png_layout(root)
+    assert len(train_x) == 6
+
+
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        (lambda r: shutil.rmtree(r / "Test"), "no Test/ folder"),
+        (lambda r: [p.unlink() for p in (r / "Train/1").iterdir()], "empty class folder"),
+        (lambda r: (r / "Train/1").rename(r / "Train/cat"), "must be named 0..1"),
+        (lambda r: (r / "Train/0/Image00001.png").write_bytes((r / "Train/0/Image00001.png").read_bytes()[:60]),
+         "Image00001.png: not a valid PNG"),
+        (lambda r: Image.new("L", (32, 32)).save(r / "Train/1/Image00002.png"), "is 32x32x1, expected 28x28x1"),
+    ],
+    ids=["no-test-dir", "empty-class", "class-names", "corrupt-png", "wrong-size"],
+)
+def test_bad_layouts_raise_a_clear_error(data_root, tmp_path, breakage, message):
+    root = _copy_layout(data_root / "CIFAR10", tmp_path / "bad", classes=2)
+    breakage(root)
+    with pytest.raises(UsageError, match=message):
+        data.read_png_layout(root)
+
+
+# --------------------------------------------------------------------------- idx
+
+
+def write_idx(path, array, magic):
+    header = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape)
+    payload = header + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(payload) if path.suffix == ".gz" else payload)
+
+
+def write_idx_folder(folder, train_x, train_y, test_x, test_y, gz=True):
+    folder.mkdir(parents=True, exist_ok=True)
+    ext = ".gz" if gz else ""
+    write_idx(folder / f"train-images-idx3-ubyte{ext}", train_x[..., 0], data.IDX_IMAGES_MAGIC)
+    write_idx(folder / f"train-labels-idx1-ubyte{ext}", train_y, data.IDX_LABELS_MAGIC)
+    write_idx(folder / f"t10k-images-idx3-ubyte{ext}", test_x[..., 0], data.IDX_IMAGES_MAGIC)
+    write_idx(folder / f"t10k-labels-idx1-ubyte{ext}", test_y, data.IDX_LABELS_MAGIC)
+    return folder
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_idx_reader_agrees_with_png_reader(data_root, tmp_path, gz):
+    png = data.read_png_layout(data_root / "MNIST", ntrain=4, ntest=2)
+    folder = write_idx_folder(tmp_path / "idx", *png, gz=gz)
+    idx = data.read_idx_folder(folder)
+    for a, b in zip(png, idx):
+        np.testing.assert_array_equal(a, b)
+    limited = data.read_idx_folder(folder, ntrain=2, ntest=1)
+    assert np.bincount(limited[1]).tolist() == [2] * 10 and np.bincount(limited[3]).tolist() == [1] * 10
+
+
+def test_idx_errors(data_root, tmp_path):
+    png = data.read_png_layout(data_root / "MNIST", ntrain=2, ntest=1)
+    folder = write_idx_folder(tmp_path / "idx", *png, gz=False)
+    images = folder / "train-images-idx3-ubyte"
+    raw = images.read_bytes()
+    images.write_bytes(raw[:-100])
+    with pytest.raises(UsageError, match="truncated"):
+        data.read_idx_folder(folder)
+    images.write_bytes(struct.pack(">I", 2049) + raw[4:])
+    with pytest.raises(UsageError, match="magic number is 2049, expected 2051"):
+        data.read_idx_folder(folder)
+    images.unlink()
+    with pytest.raises(UsageError, match="missing train-images-idx3-ubyte"):
+        data.read_idx_folder(folder)
+
+
+# --------------------------------------------------------------------------- resolution
+
+
+def test_resolution_order(data_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(data.ENV_VAR, str(data_root))
+    assert data.resolve_location("cifar10") == ("png", str(data_root / "CIFAR10"))
+    # --data-dir wins over the environment, and may name the folder holding CIFAR10/ and MNIST/.
+    assert data.resolve_location("mnist", data_dir=str(data_root)) == ("png", str(data_root / "MNIST"))
+    monkeypatch.delenv(data.ENV_VAR)
+    _copy_layout(data_root / "CIFAR10", tmp_path / "data" / "CIFAR10", classes=2)
+    assert data.resolve_location("cifar10") == ("png", "data/CIFAR10")
+    # Nothing local and a local source forced: one error naming what was tried.
+    with pytest.raises(UsageError, match="tried data/MNIST"):
+        data.resolve_location("mnist", source="png")
+    assert data.resolve_location("mnist") == ("tfds", "mnist")
+
+
+def test_tfds_missing_gives_a_clear_error(tmp_path):
+    # download=False: the same failure as offline, without fetching 170 MB where a network exists.
+    with pytest.raises(UsageError, match="tensorflow-datasets could not load 'cifar10'"):
+        data.read_tfds("cifar10", data_dir=str(tmp_path / "tfds"), download=False)

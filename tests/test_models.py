@@ -1,0 +1,52 @@
+"""The two model families: layer names, shapes and parameter counts as the starters specify."""
+
+import keras
+import numpy as np
+import pytest
+
+from tf_assign2 import models
+
+
+def test_lenet5_layers_and_parameter_count():
+    model = models.lenet5()
+    names = [layer.name for layer in model.layers]
+    assert names == ["images", "conv1", "pool1", "conv2", "pool2", "flatten", "fc1", "dropout", "logits"]
+    assert model.count_params() == 3_274_634
+    shapes = {layer.name: tuple(layer.output.shape[1:]) for layer in model.layers}
+    assert shapes["pool1"] == (14, 14, 32) and shapes["pool2"] == (7, 7, 64)
+    assert shapes["fc1"] == (1024,) and shapes["logits"] == (10,)
+    assert model.get_layer("dropout").rate == 0.5
+
+
+def test_lenet5_starter_initialisers():
+    keras.utils.set_random_seed(0)
+    kernel, bias = models.lenet5().get_layer("fc1").get_weights()
+    assert np.all(bias == np.float32(0.1))
+    assert np.abs(kernel).max() <= 0.2 + 1e-6  # truncated normal: within 2 stddev
+    assert 0.08 < kernel.std() < 0.1
+
+
+@pytest.mark.parametrize("cell, layer_type", [("rnn", "SimpleRNN"), ("lstm", "LSTM"), ("gru", "GRU")])
+def test_rnn_classifier_cells(cell, layer_type):
+    model = models.rnn_classifier(cell, units=16)
+    layer = model.get_layer(f"{cell}1")
+    assert type(layer).__name__ == layer_type
+    assert model.get_layer("rows").output.shape[1:] == (28, 28)  # nSteps x nInput
+    out = model(np.zeros((2, 28, 28, 1), np.float32))
+    assert out.shape == (2, 10)
+    if cell == "lstm":
+        assert layer.cell.unit_forget_bias  # BasicLSTMCell(forget_bias=1.0)
+
+
+def test_stacked_rnn_layers():
+    model = models.rnn_classifier("gru", units=8, num_layers=3)
+    grus = [layer for layer in model.layers if layer.name.startswith("gru")]
+    assert [g.name for g in grus] == ["gru1", "gru2", "gru3"]
+    assert [g.return_sequences for g in grus] == [True, True, False]
+
+
+def test_bad_model_arguments():
+    with pytest.raises(ValueError, match="cell must be one of"):
+        models.rnn_classifier("transformer")
+    with pytest.raises(ValueError, match="units"):
+        models.rnn_classifier("lstm", units=0)

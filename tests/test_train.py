@@ -1,0 +1,123 @@
+"""The trainer on real data: loss falls, export matches, resume continues, divergence is caught."""
+
+import csv
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_assign2 import data, evaluate, models, runs, train
+
+
+def _setup(cfg):
+    keras.utils.set_random_seed(cfg.seed)
+    arrays, info = data.load_arrays(cfg)
+    model = models.build(cfg, info.image_shape, info.num_classes)
+    run_dir = runs.new_run_dir(cfg)
+    train.write_config(cfg, info, run_dir)
+    return arrays, info, model, run_dir
+
+
+def test_short_training_lowers_the_loss(small_config):
+    cfg = small_config(ntrain=10)
+    arrays, info = data.load_arrays(cfg)
+    keras.utils.set_random_seed(0)
+    model = train.compile_model(models.build(cfg, info.image_shape, info.num_classes), cfg)
+    x, y = arrays.train_x[:50] / 255.0, arrays.train_y[:50]
+    before = model.evaluate(x, y, verbose=0, return_dict=True)["loss"]
+    model.fit(x, y, epochs=15, batch_size=50, verbose=0)
+    after = model.evaluate(x, y, verbose=0, return_dict=True)["loss"]
+    assert after < 0.5 * before
+
+
+def test_run_writes_every_output_and_export_matches(small_config):
+    cfg = small_config(epochs=2)
+    arrays, info, model, run_dir = _setup(cfg)
+    summary = train.run(cfg, arrays, info, model, run_dir)
+    assert summary["status"] == "completed" and summary["epochs_completed"] == 2
+    for name in ("config.json", "history.csv", "curves.png", "summary.json", "model.keras", "saved_model/saved_model.pb"):
+        assert (run_dir / name).exists(), name
+    assert summary["images_per_sec"] > 0 and summary["parameters"] == 3_274_634
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["lr"] == 1e-3 and config["environment"]["tensorflow"] == tf.__version__
+    columns = next(csv.reader((run_dir / "history.csv").open()))
+    assert {"epoch", "loss", "accuracy", "val_accuracy", "test_accuracy"} <= set(columns)
+
+    # The SavedModel serves the in-memory model's probabilities, with no project code.
+    serve, input_shape, num_classes, _ = evaluate.load_serving_function(run_dir / "saved_model")
+    assert input_shape == (28, 28, 1) and num_classes == 10
+    served = evaluate.predict(serve, arrays.test_x)
+    in_memory = tf.nn.softmax(model.predict(arrays.test_x / 255.0, verbose=0)).numpy()
+    assert np.abs(served - in_memory).max() <= 1e-6
+    result = evaluate.evaluate(serve, arrays.test_x, arrays.test_y, num_classes)
+    assert result["accuracy"] == summary["test_accuracy"]
+    reloaded = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
+    np.testing.assert_allclose(reloaded.predict(arrays.test_x / 255.0, verbose=0),
+                               model.predict(arrays.test_x / 255.0, verbose=0), atol=1e-6)
+
+
+class InterruptAt(keras.callbacks.Callback):
+    """Simulates Ctrl-C at the start of a given epoch."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.at = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.at:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_run_resumes_at_the_next_epoch(small_config):
+    cfg = small_config(epochs=3, test_curve=False)
+    arrays, info, model, run_dir = _setup(cfg)
+    summary = train.run(cfg, arrays, info, model, run_dir, extra_callbacks=[InterruptAt(2)])
+    assert summary["status"] == "interrupted" and summary["epochs_completed"] == 2
+    assert not (run_dir / "saved_model").exists()
+    assert json.loads((run_dir / "backup/training_metadata.json").read_text())["epoch"] == 2
+
+    keras.backend.clear_session()
+    model = models.build(cfg, info.image_shape, info.num_classes)
+    seen = []
+    record = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: seen.append(epoch))
+    summary = train.run(cfg, arrays, info, model, run_dir, resume=True, extra_callbacks=[record])
+    assert seen == [2]
+    assert summary["status"] == "completed" and summary["epochs_completed"] == 3
+    epochs = [row["epoch"] for row in csv.DictReader((run_dir / "history.csv").open())]
+    assert epochs == ["0", "1", "2"]
+    assert not (run_dir / "backup").exists()
+
+
+def test_divergence_is_recorded_not_raised(small_config):
+    cfg = small_config(lr=10.0, ntrain=10, epochs=2, test_curve=False)
+    arrays, info, model, run_dir = _setup(cfg)
+    summary = train.run(cfg, arrays, info, model, run_dir)
+    assert summary["status"] == "diverged" and summary["test_accuracy"] is None
+    assert "became" in summary["divergence"]
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "diverged"
+    assert not (run_dir / "saved_model").exists()
+
+
+def test_starter_cross_entropy_matches_the_stable_loss_until_underflow():
+    logits = tf.constant([[2.0, 1.0, 0.1], [0.0, 200.0, 0.0]])
+    labels = tf.constant([0, 0])
+    starter = train.starter_cross_entropy(labels, logits).numpy()
+    stable = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True).numpy()
+    assert starter[0] == pytest.approx(stable[0], rel=1e-6)
+    assert np.isinf(starter[1]) and np.isfinite(stable[1])
+
+
+def test_steps_follow_the_starter_counting(small_config):
+    # MNIST starter: `while step * batchSize < trainingIters` from step 1 -> (iters - 1) // batch steps.
+    assert small_config(training_iters=1000, batch_size=128).total_steps() == 7
+    assert small_config(training_iters=1024, batch_size=128).total_steps() == 7
+    assert small_config(training_iters=1025, batch_size=128).total_steps() == 8
+    cfg = small_config(steps=7, batch_size=16, display_step=5, test_curve=False)
+    arrays, info, model, run_dir = _setup(cfg)
+    counter = []
+    count = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: counter.append(batch))
+    summary = train.run(cfg, arrays, info, model, run_dir, extra_callbacks=[count])
+    assert summary["steps_per_execution"] == 1  # gcd keeps steps 5 and 7 visible
+    assert len(counter) == 7 and summary["epochs_completed"] == 1
