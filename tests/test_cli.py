@@ -1,5 +1,6 @@
 """The command lines as a user runs them: a tiny end-to-end run, evaluate, configs, bad input."""
 
+import csv
 import json
 import shutil
 
@@ -114,3 +115,16 @@ def test_bad_config_file(tmp_path):
 
 def test_evaluate_on_a_folder_that_is_not_a_model(tmp_path):
     _assert_clean_error(run_cli("tf_assign2.evaluate", str(tmp_path)), tmp_path, "not a run directory or a SavedModel")
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    done = run_cli("tf_assign2.cifar", "--ntrain", "30", "--ntest", "5", "--epochs", "3", "--no-test-curve",
+                   "--strategy", "mirrored", "--devices", "CPU:0,CPU:1", "--runs-dir", str(tmp_path / "runs"))
+    assert done.returncode == 0, done.stderr
+    run_dir = _only_run(tmp_path)
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["strategy"] == "mirrored" and config["devices"] == ["CPU:0", "CPU:1"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["steps_per_execution"] == 1
+    losses = [float(row["loss"]) for row in csv.DictReader((run_dir / "history.csv").open())]
+    assert len(losses) == 3 and losses[-1] < losses[0]  # the replicas' averaged gradients do train

@@ -53,6 +53,10 @@ def cudnn_choice(text):
     return choices[text]
 
 
+def device_list(text):
+    return tuple(d.strip() for d in text.split(",") if d.strip())
+
+
 def add_data_flags(parser):
     g = parser.add_argument_group("data", source_help())
     g.add_argument("--dataset", choices=["cifar10", "mnist", "fashion_mnist"], default=None,
@@ -97,6 +101,8 @@ def add_train_flags(parser):
     g.add_argument("--steps-per-execution", type=positive_int, default=None, help="steps per compiled call (auto)")
     g.add_argument("--precision", choices=config_module.PRECISIONS, default=None, help="float32 or mixed (GPU)")
     g.add_argument("--strategy", choices=config_module.STRATEGIES, default=None, help="default or mirrored (all GPUs)")
+    g.add_argument("--devices", type=device_list, default=None,
+                   help="devices for --strategy mirrored, e.g. GPU:0,GPU:1 (CPU:0,CPU:1 splits the CPU, for testing)")
     g = parser.add_argument_group("outputs")
     g.add_argument("--runs-dir", default=None, help="where run directories are created (runs)")
     g.add_argument("--no-test-curve", dest="test_curve", action="store_false", default=None,
@@ -219,12 +225,23 @@ def quiet_native_stderr():
         os.close(saved)
 
 
-def start_tensorflow(seed=None, deterministic=False):
+def start_tensorflow(seed=None, deterministic=False, devices=None):
+    """Import TensorFlow quietly, then seed and configure it before any op runs.
+
+    ``devices`` naming CPU:1 or higher splits the CPU into that many logical devices, so
+    MirroredStrategy can be exercised without GPUs.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with quiet_native_stderr():
         import keras
         import tensorflow as tf
 
+        cpu_ids = [int(d.split(":")[-1]) for d in devices or () if d.upper().startswith("CPU")]
+        if cpu_ids and max(cpu_ids) > 0:
+            (cpu,) = tf.config.list_physical_devices("CPU")
+            tf.config.set_logical_device_configuration(
+                cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(max(cpu_ids) + 1)]
+            )
         tf.config.list_physical_devices("GPU")
     if seed is not None:
         keras.utils.set_random_seed(seed)
@@ -260,13 +277,17 @@ def train(task, argv=None):
     parser = training_parser(task)
     args = parser.parse_args(argv)
     cfg = _resume_config(args.resume) if args.resume else resolve_config(task, args, parser)
-    start_tensorflow(cfg.seed, cfg.deterministic)
+    start_tensorflow(cfg.seed, cfg.deterministic, cfg.devices)
 
     from tf_assign2 import data, models, runs
     from tf_assign2 import train as trainer
 
+    cfg = trainer.resolve_execution(cfg)
+    trainer.setup_precision(cfg)
     arrays, info = data.load_arrays(cfg)
-    model = models.build(cfg, info.image_shape, info.num_classes)
+    strategy = trainer.distribution_strategy(cfg)
+    with strategy.scope():
+        model = models.build(cfg, info.image_shape, info.num_classes)
     if args.resume:
         run_dir = Path(args.resume)
     else:
@@ -277,7 +298,8 @@ def train(task, argv=None):
             shutil.rmtree(run_dir, ignore_errors=True)
             raise
     print(f"run directory: {run_dir}", flush=True)
-    summary = trainer.run(cfg, arrays, info, model, run_dir, resume=bool(args.resume))
+    with strategy.scope():
+        summary = trainer.run(cfg, arrays, info, model, run_dir, resume=bool(args.resume))
     return report(task, summary)
 
 

@@ -58,6 +58,7 @@ class Config:
     steps_per_execution: int = None
     precision: str = "float32"
     strategy: str = "default"
+    devices: tuple = None  # e.g. ("GPU:0", "GPU:1"); CPU:N beyond the first splits the CPU (tests)
     # outputs
     runs_dir: str = "runs"
     test_curve: bool = True
@@ -132,6 +133,10 @@ def validate(config):
     _at_least("steps_per_execution", config.steps_per_execution, 1, allow_none=True)
     if len(config.conv_filters) != 2 or min(config.conv_filters) < 1:
         raise UsageError(f"--conv-filters {config.conv_filters}: expected two integers >= 1")
+    if config.devices is not None:
+        bad = [d for d in config.devices if d.split(":")[0].upper() not in ("CPU", "GPU") or not d.split(":")[-1].isdigit()]
+        if bad or not config.devices:
+            raise UsageError(f"--devices {','.join(config.devices)}: expected names like GPU:0,GPU:1 or CPU:0,CPU:1")
     if config.steps is not None and config.training_iters is not None:
         raise UsageError("--steps and --training-iters both given: use one")
     return config
@@ -145,6 +150,7 @@ def from_dict(values):
     """Rebuild a Config from config.json (used by --resume); unknown keys are ignored there."""
     names = {f.name for f in dataclasses.fields(Config)}
     kept = {k: v for k, v in values.items() if k in names}
-    if "conv_filters" in kept:
-        kept["conv_filters"] = tuple(kept["conv_filters"])
+    for key in ("conv_filters", "devices"):
+        if kept.get(key) is not None:
+            kept[key] = tuple(kept[key])
     return Config(**kept)

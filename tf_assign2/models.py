@@ -50,7 +50,7 @@ def lenet5(
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(fc_units, activation="relu", name="fc1", **init_kwargs)(x)
     x = layers.Dropout(dropout_rate, name="dropout")(x)
-    logits = layers.Dense(num_classes, name="logits", **init_kwargs)(x)
+    logits = layers.Dense(num_classes, name="logits", dtype="float32", **init_kwargs)(x)
     return keras.Model(inputs, logits, name=name)
 
 
@@ -105,7 +105,7 @@ def rnn_classifier(
             "kernel_initializer": keras.initializers.RandomNormal(stddev=1.0),
             "bias_initializer": keras.initializers.RandomNormal(stddev=1.0),
         }
-    logits = layers.Dense(num_classes, name="logits", **init_kwargs)(x)
+    logits = layers.Dense(num_classes, name="logits", dtype="float32", **init_kwargs)(x)
     return keras.Model(inputs, logits, name=name or f"{cell}_classifier")
 
 

@@ -37,10 +37,46 @@ def resolve_jit(jit):
     return jit == "on"
 
 
+def resolve_execution(config):
+    """Settle the choices that depend on the hardware; the result is what config.json records.
+
+    cuDNN's LSTM/GRU kernels are fastest on a GPU but cannot be XLA-compiled, so with XLA on
+    the recurrent layers use the generic kernel (``use_cudnn=False``); asking for both is an error.
+    """
+    from tf_assign2.errors import UsageError
+
+    jit = resolve_jit(config.jit)
+    recurrent = config.model == "rnn" and config.cell in ("lstm", "gru")
+    if jit and recurrent:
+        if config.use_cudnn is True:
+            raise UsageError("--use-cudnn on with --jit on: cuDNN kernels cannot be XLA-compiled; drop one")
+        config.use_cudnn = False
+    if config.precision == "mixed" and not gpu_available():
+        print("warning: --precision mixed on a CPU is usually slower than float32", flush=True)
+    return config
+
+
+def setup_precision(config):
+    """Mixed precision computes in float16 with float32 variables; logits stay float32."""
+    keras.mixed_precision.set_global_policy("mixed_float16" if config.precision == "mixed" else "float32")
+
+
+def distribution_strategy(config):
+    """The tf.distribute strategy for ``--strategy``: one device, or mirrored over ``--devices``/all GPUs."""
+    if config.strategy == "mirrored":
+        devices = list(config.devices) if config.devices else None
+        return tf.distribute.MirroredStrategy(devices=devices)
+    return tf.distribute.get_strategy()
+
+
 def resolve_steps_per_execution(config, steps_per_epoch):
     """Steps per compiled call; kept a divisor of the step counts the user asked to see exactly."""
     requested = config.steps_per_execution
-    if requested is None:
+    if config.strategy == "mirrored":
+        # Keras 3.15's multi-step train function fails under MirroredStrategy ("You must feed a
+        # value for placeholder tensor ..."), so mirrored runs execute one step per call.
+        requested = 1
+    elif requested is None:
         requested = GPU_STEPS_PER_EXECUTION if gpu_available() else CPU_STEPS_PER_EXECUTION
     spe = min(requested, steps_per_epoch)
     for exact in (config.display_step, config.total_steps()):
