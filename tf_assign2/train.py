@@ -47,6 +47,8 @@ def resolve_execution(config):
 
     jit = resolve_jit(config.jit)
     recurrent = config.model == "rnn" and config.cell in ("lstm", "gru")
+    if config.use_cudnn is True and not gpu_available():
+        raise UsageError("--use-cudnn on: no GPU found; use auto (the default) or off")
     if jit and recurrent:
         if config.use_cudnn is True:
             raise UsageError("--use-cudnn on with --jit on: cuDNN kernels cannot be XLA-compiled; drop one")
@@ -214,6 +216,39 @@ class DivergenceStop(keras.callbacks.Callback):
         self.epoch = epoch
 
 
+class RandomStateBackup(keras.callbacks.Callback):
+    """Backs up the dropout seed-generator states beside BackupAndRestore's weights.
+
+    BackupAndRestore saves weights and optimizer state but not the random generators'
+    states (``model.variables`` minus ``model.weights``), so a resumed run would draw other
+    dropout masks. Saved with the epoch they belong to and restored only when that epoch is
+    the one BackupAndRestore resumes from, so a SIGKILL between the two writes is harmless.
+    Must come before BackupAndRestore in the callback list.
+    """
+
+    def __init__(self, backup_dir):
+        super().__init__()
+        self.path = Path(backup_dir) / "random_state.json"
+
+    def _states(self):
+        weights = {v.path for v in self.model.weights}
+        return [v for v in self.model.variables if v.path not in weights]
+
+    def on_train_begin(self, logs=None):
+        resumed_epoch = _completed_epochs(self.path.parent)
+        if resumed_epoch and self.path.is_file():
+            saved = runs.read_json(self.path)
+            if saved["epoch"] == resumed_epoch:
+                for variable in self._states():
+                    if variable.path in saved["states"]:
+                        variable.assign(np.asarray(saved["states"][variable.path], dtype=variable.dtype))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        states = {v.path: np.asarray(v).tolist() for v in self._states()}
+        runs.write_json(self.path, {"epoch": epoch + 1, "states": states})
+
+
 class StopAfterSteps(keras.callbacks.Callback):
     """Ends training after exactly ``total_steps`` optimizer steps (the starter's step count)."""
 
@@ -357,6 +392,7 @@ def run(config, arrays, info, model, run_dir, resume=False, extra_callbacks=()):
         throughput,
         divergence,
         keras.callbacks.TerminateOnNaN(),
+        RandomStateBackup(backup_dir),
         keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True),
         keras.callbacks.CSVLogger(str(history_csv), append=resume),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), histogram_freq=0),
