@@ -69,8 +69,13 @@ def _assert_clean_error(done, tmp_path, *needles):
         (("--epochs", "0"), ("--epochs", ">= 1")),
         (("--batch-size", "x"), ("--batch-size",)),
         (("--data-dir", "/no/such/folder"), ("--data-dir /no/such/folder", "not found")),
+        (("--model", "rnn", "--units", "0"), ("--units", ">= 1")),
+        (("--model", "rnn", "--cell", "transformer"), ("--cell", "invalid choice")),
+        (("--val-split", "1.5"), ("--val-split",)),
+        (("--jit", "maybe"), ("--jit",)),
     ],
-    ids=["optimizer", "lr-zero", "lr-negative", "epochs", "batch-type", "missing-dir"],
+    ids=["optimizer", "lr-zero", "lr-negative", "epochs", "batch-type", "missing-dir", "units", "cell", "val-split",
+         "jit"],
 )
 def test_bad_flags(tmp_path, args, needles):
     _assert_clean_error(run_cli("tf_assign2.cifar", *_tiny(tmp_path), *args), tmp_path, *needles)
@@ -94,8 +99,11 @@ def _broken_layout(data_root, tmp_path, breakage):
         (lambda r: (r / "Test/0/Image00002.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20),
          ("Image00002.png", "not a valid PNG")),
         (lambda r: Image.new("L", (30, 30)).save(r / "Train/0/Image00001.png"), ("Image00001.png", "30x30x1")),
+        (lambda r: (r / "Train/1/Image00009.png").symlink_to(r / "nowhere.png"), ("Image00009.png", "cannot read")),
+        (lambda r: (r / "Test/1").rename(r / "Test/7"), ("Test", "must be named 0..1")),
+        (lambda r: shutil.rmtree(r / "Train"), ("no Train/ folder",)),
     ],
-    ids=["empty-class", "corrupt-png", "wrong-size"],
+    ids=["empty-class", "corrupt-png", "wrong-size", "unreadable", "class-names", "no-train"],
 )
 def test_bad_data(data_root, tmp_path, breakage, needles):
     root = _broken_layout(data_root, tmp_path, breakage)
@@ -128,3 +136,41 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert summary["status"] == "completed" and summary["steps_per_execution"] == 1
     losses = [float(row["loss"]) for row in csv.DictReader((run_dir / "history.csv").open())]
     assert len(losses) == 3 and losses[-1] < losses[0]  # the replicas' averaged gradients do train
+
+
+def test_idx_with_a_wrong_magic_number(data_root, tmp_path):
+    from test_data import write_idx_folder
+
+    from tf_assign2 import data
+
+    folder = write_idx_folder(tmp_path / "idx", *data.read_png_layout(data_root / "MNIST", ntrain=2, ntest=1))
+    labels = folder / "t10k-labels-idx1-ubyte.gz"
+    labels.write_bytes((folder / "t10k-images-idx3-ubyte.gz").read_bytes())
+    done = run_cli("tf_assign2.mnist", "--data-dir", str(folder), "--epochs", "1", "--runs-dir", str(tmp_path / "runs"))
+    _assert_clean_error(done, tmp_path, "t10k-labels-idx1-ubyte.gz", "magic number is 2051, expected 2049")
+
+
+def test_runs_dir_that_cannot_be_created(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    done = run_cli("tf_assign2.cifar", "--ntrain", "5", "--ntest", "2", "--runs-dir", str(blocker / "runs"))
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert "--runs-dir" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_evaluate_rejects_data_the_model_does_not_fit(data_root, tmp_path):
+    trained = run_cli("tf_assign2.cifar", *_tiny(tmp_path))
+    assert trained.returncode == 0, trained.stderr
+    run_dir = _only_run(tmp_path)
+    three = _broken_layout(data_root, tmp_path, lambda r: None)  # a 2-class layout
+    done = run_cli("tf_assign2.evaluate", str(run_dir), "--data-dir", str(three))
+    assert done.returncode == 2 and "model has 10 classes, the data has 2" in done.stderr
+    big = tmp_path / "big"
+    for split in ("Train", "Test"):
+        for c in range(10):
+            (big / split / str(c)).mkdir(parents=True)
+            for i in range(3):
+                Image.new("L", (32, 32)).save(big / split / str(c) / f"Image{i:05d}.png")
+    done = run_cli("tf_assign2.evaluate", str(run_dir / "saved_model"), "--data-dir", str(big))
+    assert done.returncode == 2 and "expects images of shape (28, 28, 1), the data has (32, 32, 1)" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

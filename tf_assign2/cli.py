@@ -81,7 +81,7 @@ def add_train_flags(parser):
     g.add_argument("--fc-units", type=positive_int, default=None, help="LeNet5 fc1 units (1024)")
     g.add_argument("--conv-filters", type=positive_int, nargs=2, default=None, help="LeNet5 conv1 conv2 filters (32 64)")
     g.add_argument("--init", choices=["starter", "keras"], default=None,
-                   help="starter: truncated normal 0.1 / bias 0.1 (RNN output: random normal); keras: Glorot. Default: starter for lenet5, keras for rnn")
+                   help="starter: truncated normal 0.1 / bias 0.1 (RNN output: random normal); keras: Glorot (default starter)")
     g.add_argument("--use-cudnn", type=cudnn_choice, default=None, help="LSTM/GRU cuDNN kernel: auto, on, off")
     g = parser.add_argument_group("training")
     g.add_argument("--optimizer", choices=config_module.OPTIMIZERS, default=None, help="(adam)")
@@ -362,9 +362,9 @@ def evaluate(argv=None):
     from tf_assign2 import data, viz
 
     serve, input_shape, num_classes, _ = ev.load_serving_function(model_dir)
-    arrays, info = data.load_arrays(cfg)
+    test_x, test_y, info = data.load_test_split(cfg)
     ev.check_compatible(model_dir, input_shape, num_classes, info)
-    result = ev.evaluate(serve, arrays.test_x, arrays.test_y, num_classes)
+    result = ev.evaluate(serve, test_x, test_y, num_classes)
     out = Path(args.out) if args.out else runs.timestamped_subdir(run_dir or model_dir.parent, "eval")
     out.mkdir(parents=True, exist_ok=True)
     result.update({"saved_model": str(model_dir), "dataset": info.dataset, "data_location": info.location})

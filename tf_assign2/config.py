@@ -40,7 +40,7 @@ class Config:
     layers: int = 1
     conv_filters: tuple = (32, 64)
     fc_units: int = 1024
-    init: str = None  # None: the starter's for LeNet5, Keras defaults for the RNNs (see validate)
+    init: str = "starter"
     use_cudnn: object = "auto"
     # optimisation
     optimizer: str = "adam"
@@ -104,11 +104,6 @@ def validate(config):
     _choice("source", config.source, SOURCES)
     _choice("model", config.model, MODELS)
     _choice("cell", config.cell, CELLS)
-    if config.init is None:
-        # LeNet5: the starter's truncated-normal 0.1 / bias 0.1. RNNs: the starter's N(0, 1) output
-        # layer gives initial logits of std ~8 and measured ~0.5 % lower 10-epoch accuracy, so
-        # Keras' Glorot init is the default there and --init starter reproduces the original.
-        config.init = "starter" if config.model == "lenet5" else "keras"
     _choice("init", config.init, INITS)
     _choice("optimizer", config.optimizer, OPTIMIZERS)
     _choice("jit", config.jit, JIT)

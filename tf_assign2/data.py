@@ -107,8 +107,10 @@ def _class_folders(split_dir):
 
 def _png_files(class_dir, limit):
     """Sorted PNG files of a class folder (the starter reads Image00000.png upward)."""
-    files = sorted(p for p in class_dir.iterdir() if p.is_file() and p.suffix.lower() == ".png")
-    others = [p.name for p in class_dir.iterdir() if p.is_file() and p.suffix.lower() != ".png"]
+    entries = [p for p in class_dir.iterdir() if not p.is_dir()]
+    # Every *.png entry is read, so an unreadable one (a dangling link, no permission) is an error.
+    files = sorted(p for p in entries if p.suffix.lower() == ".png")
+    others = [p.name for p in entries if p.suffix.lower() != ".png"]
     if others:
         warnings.warn(f"{class_dir}: ignoring {len(others)} non-PNG file(s), e.g. {others[0]}", stacklevel=2)
     if not files:
@@ -209,11 +211,13 @@ def read_idx(path, expected_magic):
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
-def read_idx_folder(folder, ntrain=None, ntest=None):
+def read_idx_folder(folder, ntrain=None, ntest=None, splits=("train", "test")):
     """MNIST idx files in ``folder`` -> (train_x, train_y, test_x, test_y); per-class limits apply."""
     folder = Path(folder)
     out = []
     for split, limit in (("train", ntrain), ("test", ntest)):
+        if split not in splits:
+            continue
         images_stem, labels_stem = IDX_FILES[split]
         images = read_idx(_idx_path(folder, images_stem), IDX_IMAGES_MAGIC)
         labels = read_idx(_idx_path(folder, labels_stem), IDX_LABELS_MAGIC).astype(np.int32)
@@ -344,6 +348,34 @@ def load_arrays(config):
         n_test=len(test_y),
     )
     return Arrays(train_x, train_y, val_x, val_y, test_x, test_y), info
+
+
+def load_test_split(config):
+    """Only the test split (for evaluation) -> (test_x, test_y, DataInfo)."""
+    source, location = resolve_location(config.dataset, config.data_dir, config.source)
+    if source == "png":
+        if not (Path(location) / "Test").is_dir():
+            raise UsageError(f"{location}: no Test/ folder; expected ROOT/Test/<class 0..K-1>/*.png")
+        test_x, test_y = read_png_split(Path(location) / "Test", config.ntest, "RGB" if config.native else "L")
+    elif source == "idx":
+        test_x, test_y = read_idx_folder(location, ntest=config.ntest, splits=("test",))
+    else:
+        _, _, test_x, test_y = read_tfds(config.dataset, config.tfds_data_dir, config.native)
+        test_x, test_y = _per_class(test_x, test_y, config.ntest)
+    num_classes = int(test_y.max()) + 1
+    names = CLASS_NAMES.get(config.dataset, [])
+    info = DataInfo(
+        dataset=config.dataset,
+        source=source,
+        location=location,
+        num_classes=num_classes,
+        class_names=names if len(names) == num_classes else [str(i) for i in range(num_classes)],
+        image_shape=tuple(int(d) for d in test_x.shape[1:]),
+        n_train=0,
+        n_val=0,
+        n_test=len(test_y),
+    )
+    return test_x, test_y, info
 
 
 def _per_class(x, y, limit):
