@@ -121,3 +121,12 @@ def test_steps_follow_the_starter_counting(small_config):
     summary = train.run(cfg, arrays, info, model, run_dir, extra_callbacks=[count])
     assert summary["steps_per_execution"] == 1  # gcd keeps steps 5 and 7 visible
     assert len(counter) == 7 and summary["epochs_completed"] == 1
+
+
+def test_no_validation_split(small_config):
+    cfg = small_config(val_split=0, epochs=2)
+    arrays, info, model, run_dir = _setup(cfg)
+    summary = train.run(cfg, arrays, info, model, run_dir)
+    assert summary["status"] == "completed" and summary["best_val_accuracy"] is None
+    history = train.read_history(run_dir / "history.csv")
+    assert "val_accuracy" not in history and len(history["test_accuracy"]) == 2

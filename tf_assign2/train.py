@@ -333,7 +333,16 @@ def read_history(path):
         return {}
     with path.open() as f:
         rows = list(csv.DictReader(f))
-    return {k: [float(r[k]) if r[k] not in ("", None) else float("nan") for r in rows] for k in (rows[0] if rows else {})}
+    columns = {k: [_number(r[k]) for r in rows] for k in (rows[0] if rows else {})}
+    # Without validation data CSVLogger still writes val_* columns, filled with "NA": drop them.
+    return {k: v for k, v in columns.items() if not all(math.isnan(x) for x in v)}
+
+
+def _number(text):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def _completed_epochs(backup_dir):
