@@ -20,6 +20,7 @@ setup(
         "matplotlib",
         "pillow",
         "pyyaml",
+        "importlib_resources",  # tensorflow-datasets 4.9 imports it but does not declare it
         "numpy",
     ],
     extras_require={

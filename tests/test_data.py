@@ -178,5 +178,11 @@ def test_resolution_order(data_root, tmp_path, monkeypatch):
 
 def test_tfds_missing_gives_a_clear_error(tmp_path):
     # download=False: the same failure as offline, without fetching 170 MB where a network exists.
-    with pytest.raises(UsageError, match="tensorflow-datasets could not load 'cifar10'"):
+    with pytest.raises(UsageError, match="tensorflow-datasets could not load 'cifar10': Dataset cifar10: could not find"):
         data.read_tfds("cifar10", data_dir=str(tmp_path / "tfds"), download=False)
+
+
+def test_offline_with_nothing_found_fails_fast(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "_online", lambda: False)
+    with pytest.raises(UsageError, match="no mnist data in .*data/MNIST, and no network"):
+        data.read_tfds("mnist", data_dir=str(tmp_path / "tfds"))

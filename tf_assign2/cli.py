@@ -8,6 +8,7 @@ written; continue with --resume).
 import argparse
 import contextlib
 import dataclasses
+import difflib
 import os
 import shutil
 import sys
@@ -25,25 +26,27 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def positive_float(text):
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
-    return value
+def _checked(convert, ok, expected):
+    """An argparse type: convert the text, check it, and say what was expected if not."""
+
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+        return value
+
+    parse.__name__ = expected
+    return parse
 
 
-def fraction(text):
-    value = float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text}")
-    return value
-
-
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
-    return value
+positive_float = _checked(float, lambda v: v > 0 and v != float("inf"), "a number > 0")
+fraction = _checked(float, lambda v: 0 <= v < 1, "a fraction in [0, 1)")
+positive_int = _checked(int, lambda v: v >= 1, "an integer >= 1")
+any_int = _checked(int, lambda v: True, "an integer")
+any_float = _checked(float, lambda v: True, "a number")
 
 
 def cudnn_choice(text):
@@ -86,7 +89,7 @@ def add_train_flags(parser):
     g = parser.add_argument_group("training")
     g.add_argument("--optimizer", choices=config_module.OPTIMIZERS, default=None, help="(adam)")
     g.add_argument("--lr", type=positive_float, default=None, help="learning rate (1e-3)")
-    g.add_argument("--momentum", type=float, default=None, help="momentum for --optimizer momentum (0.9)")
+    g.add_argument("--momentum", type=any_float, default=None, help="momentum for --optimizer momentum (0.9)")
     g.add_argument("--epochs", type=positive_int, default=None, help="epochs (10)")
     g.add_argument("--steps", type=positive_int, default=None, help="train this many steps instead (starter CIFAR)")
     g.add_argument("--training-iters", type=positive_int, default=None,
@@ -94,7 +97,7 @@ def add_train_flags(parser):
     g.add_argument("--display-step", type=positive_int, default=None,
                    help="print the starter's progress line every N steps")
     g.add_argument("--batch-size", type=positive_int, default=None, help="(50 cifar, 128 mnist)")
-    g.add_argument("--seed", type=int, default=None, help="(0)")
+    g.add_argument("--seed", type=any_int, default=None, help="(0)")
     g.add_argument("--deterministic", action="store_true", default=None, help="TF op determinism: repeatable runs")
     g = parser.add_argument_group("execution")
     g.add_argument("--jit", choices=config_module.JIT, default=None, help="XLA: auto = on with a GPU, off on CPU")
@@ -153,7 +156,9 @@ def config_file_values(parser, path):
     for key, value in load_yaml(path).items():
         dest = str(key).replace("-", "_")
         if dest not in actions:
-            raise UsageError(f"--config {path}: unknown key '{key}' (expected one of {', '.join(sorted(actions))})")
+            close = difflib.get_close_matches(dest, list(actions), n=1, cutoff=0.75)
+            hint = f"did you mean {close[0]}?" if close else f"expected one of {', '.join(sorted(actions))}"
+            raise UsageError(f"--config {path}: unknown key '{key}' ({hint})")
         action = actions[dest]
         try:
             values[dest] = _convert(action, value)
@@ -184,8 +189,8 @@ def _convert_one(action, value):
     if convert is None:
         if not isinstance(value, str):
             raise TypeError(f"expected text, got {value!r}")
-    elif isinstance(value, (bool, list, dict)) or (convert in (int, positive_int) and isinstance(value, float)):
-        raise TypeError(f"expected a {'number' if convert is not cudnn_choice else 'choice'}, got {value!r}")
+    elif isinstance(value, (bool, list, dict)) or (convert in (any_int, positive_int) and isinstance(value, float)):
+        raise TypeError(f"expected {getattr(convert, '__name__', 'a value')}, got {value!r}")
     else:
         value = convert(str(value))
     if action.choices is not None and value not in action.choices:

@@ -238,7 +238,15 @@ def read_tfds(dataset, data_dir=None, native=False, download=True):
     """tensorflow-datasets, as the assignment format unless ``native`` (CIFAR-10: 32x32x3)."""
     import tensorflow as tf
     import tensorflow_datasets as tfds
+    from absl import logging as absl_logging
 
+    absl_logging.set_verbosity(absl_logging.ERROR)  # tfds warns about every empty folder it probes
+    if download and not tfds.builder(dataset, data_dir=data_dir).is_prepared() and not _online():
+        tried = ", ".join(str(p) for p in local_candidates(dataset))
+        raise UsageError(
+            f"no {dataset} data in {tried}, and no network for tensorflow-datasets to download it; "
+            f"set --data-dir or ${ENV_VAR}"
+        )
     try:
         splits = tfds.load(
             dataset, split=["train", "test"], as_supervised=True, batch_size=-1, data_dir=data_dir, download=download
@@ -255,6 +263,17 @@ def read_tfds(dataset, data_dir=None, native=False, download=True):
     return tuple(out)
 
 
+def _online(host="storage.googleapis.com", timeout=3.0):
+    """Can we reach the internet? tfds retries a dead download for minutes; fail in seconds instead."""
+    import socket
+
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 # --------------------------------------------------------------------------- resolution
 
 
@@ -264,6 +283,17 @@ def _folder_format(folder):
     if any(folder.glob("*-idx3-ubyte*")):
         return "idx"
     return None
+
+
+def local_candidates(dataset):
+    """The folders searched for ``dataset`` when no --data-dir is given, in order."""
+    candidates = []
+    if os.environ.get(ENV_VAR):
+        candidates.append(Path(os.environ[ENV_VAR]) / FOLDERS[dataset])
+    candidates.append(Path("data") / FOLDERS[dataset])
+    if dataset in SYSTEM_LOCATIONS:
+        candidates.append(Path(SYSTEM_LOCATIONS[dataset]))
+    return candidates
 
 
 def resolve_location(dataset, data_dir=None, source="auto"):
@@ -284,14 +314,8 @@ def resolve_location(dataset, data_dir=None, source="auto"):
             )
         return found, str(folder)
     tried = []
-    candidates = []
-    if os.environ.get(ENV_VAR):
-        candidates.append(Path(os.environ[ENV_VAR]) / FOLDERS[dataset])
-    candidates.append(Path("data") / FOLDERS[dataset])
-    if dataset in SYSTEM_LOCATIONS:
-        candidates.append(Path(SYSTEM_LOCATIONS[dataset]))
     if source != "tfds":
-        for folder in candidates:
+        for folder in local_candidates(dataset):
             found = _folder_format(folder) if folder.is_dir() else None
             if found and source in ("auto", found):
                 return found, str(folder)
