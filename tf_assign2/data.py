@@ -358,20 +358,23 @@ def load_arrays(config):
             test_x, test_y = _per_class(test_x, test_y, config.ntest)
     train_x, train_y, val_x, val_y = split_validation(train_x, train_y, config.val_split, config.seed)
     num_classes = int(max(train_y.max(), test_y.max())) + 1
-    names = CLASS_NAMES.get(config.dataset, [])
-    class_names = names if len(names) == num_classes else [str(i) for i in range(num_classes)]
-    info = DataInfo(
-        dataset=config.dataset,
+    info = _info(config.dataset, source, location, num_classes, train_x.shape, len(train_y), len(val_y), len(test_y))
+    return Arrays(train_x, train_y, val_x, val_y, test_x, test_y), info
+
+
+def _info(dataset, source, location, num_classes, shape, n_train, n_val, n_test):
+    names = CLASS_NAMES.get(dataset, [])
+    return DataInfo(
+        dataset=dataset,
         source=source,
         location=location,
         num_classes=num_classes,
-        class_names=class_names,
-        image_shape=tuple(int(d) for d in train_x.shape[1:]),
-        n_train=len(train_y),
-        n_val=len(val_y),
-        n_test=len(test_y),
+        class_names=names if len(names) == num_classes else [str(i) for i in range(num_classes)],
+        image_shape=tuple(int(d) for d in shape[1:]),
+        n_train=n_train,
+        n_val=n_val,
+        n_test=n_test,
     )
-    return Arrays(train_x, train_y, val_x, val_y, test_x, test_y), info
 
 
 def load_test_split(config):
@@ -386,19 +389,7 @@ def load_test_split(config):
     else:
         _, _, test_x, test_y = read_tfds(config.dataset, config.tfds_data_dir, config.native)
         test_x, test_y = _per_class(test_x, test_y, config.ntest)
-    num_classes = int(test_y.max()) + 1
-    names = CLASS_NAMES.get(config.dataset, [])
-    info = DataInfo(
-        dataset=config.dataset,
-        source=source,
-        location=location,
-        num_classes=num_classes,
-        class_names=names if len(names) == num_classes else [str(i) for i in range(num_classes)],
-        image_shape=tuple(int(d) for d in test_x.shape[1:]),
-        n_train=0,
-        n_val=0,
-        n_test=len(test_y),
-    )
+    info = _info(config.dataset, source, location, int(test_y.max()) + 1, test_x.shape, 0, 0, len(test_y))
     return test_x, test_y, info
 
 

@@ -27,17 +27,21 @@ def new_run_dir(config):
         raise UsageError(f"--runs-dir {root}: cannot create it ({e.strerror or e})") from None
     if not os.access(root, os.W_OK):
         raise UsageError(f"--runs-dir {root}: not writable")
-    base = run_name(config)
+    return _fresh_dir(root, run_name(config), "--runs-dir ")
+
+
+def _fresh_dir(parent, base, what):
+    """Make ``parent/base`` (or ``base-1``, ``base-2`` ... if taken) and return it."""
     for i in range(1000):
-        path = root / (base if i == 0 else f"{base}-{i}")
+        path = Path(parent) / (base if i == 0 else f"{base}-{i}")
         try:
-            path.mkdir()
+            path.mkdir(parents=True)
             return path
         except FileExistsError:
             continue
         except OSError as e:
-            raise UsageError(f"--runs-dir {root}: cannot create a run directory ({e.strerror or e})") from None
-    raise UsageError(f"--runs-dir {root}: too many runs named {base}")
+            raise UsageError(f"{what}{parent}: cannot create {path.name} ({e.strerror or e})") from None
+    raise UsageError(f"{what}{parent}: too many folders named {base}")
 
 
 def write_atomic(path, text):
@@ -86,13 +90,4 @@ def is_run_dir(path):
 def timestamped_subdir(parent, prefix):
     """A new ``<prefix>-<timestamp>`` folder under ``parent`` (evaluations, visualisations)."""
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    for i in range(1000):
-        path = Path(parent) / (f"{prefix}-{stamp}" if i == 0 else f"{prefix}-{stamp}-{i}")
-        try:
-            path.mkdir(parents=True)
-            return path
-        except FileExistsError:
-            continue
-        except OSError as e:
-            raise UsageError(f"{parent}: cannot create {path.name} ({e.strerror or e})") from None
-    raise UsageError(f"{parent}: too many {prefix} folders")
+    return _fresh_dir(parent, f"{prefix}-{stamp}", "")
