@@ -130,3 +130,10 @@ def test_no_validation_split(small_config):
     assert summary["status"] == "completed" and summary["best_val_accuracy"] is None
     history = train.read_history(run_dir / "history.csv")
     assert "val_accuracy" not in history and len(history["test_accuracy"]) == 2
+
+
+def test_learning_rate_schedules(small_config):
+    assert train.learning_rate(small_config(lr=0.01), 100) == 0.01
+    cosine = train.learning_rate(small_config(lr=0.01, schedule="cosine"), 100)
+    assert float(cosine(0)) == pytest.approx(0.01) and float(cosine(50)) == pytest.approx(0.005)
+    assert float(cosine(100)) == pytest.approx(0.0, abs=1e-9)

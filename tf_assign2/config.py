@@ -18,6 +18,7 @@ OPTIMIZERS = ("adam", "sgd", "momentum", "adagrad", "rmsprop", "adamw")
 MODELS = ("lenet5", "rnn")
 JIT = ("auto", "on", "off")
 PRECISIONS = ("float32", "mixed")
+SCHEDULES = ("constant", "cosine")
 STRATEGIES = ("default", "mirrored")
 
 
@@ -46,6 +47,7 @@ class Config:
     optimizer: str = "adam"
     lr: float = 1e-3
     momentum: float = 0.9
+    schedule: str = "constant"
     epochs: int = 10
     steps: int = None
     training_iters: int = None
@@ -107,6 +109,7 @@ def validate(config):
     _choice("init", config.init, INITS)
     _choice("optimizer", config.optimizer, OPTIMIZERS)
     _choice("jit", config.jit, JIT)
+    _choice("schedule", config.schedule, SCHEDULES)
     _choice("precision", config.precision, PRECISIONS)
     _choice("strategy", config.strategy, STRATEGIES)
     if not isinstance(config.lr, (int, float)) or not math.isfinite(config.lr) or config.lr <= 0:

@@ -118,9 +118,16 @@ def starter_cross_entropy(y_true, logits):
     return -tf.math.log(tf.gather(probs, labels, batch_dims=1))
 
 
-def compile_model(model, config, steps_per_execution=1):
+def learning_rate(config, total_steps=None):
+    """``--lr`` as given (the starters' constant rate), or cosine-decayed to 0 over the run."""
+    if config.schedule == "cosine" and total_steps:
+        return keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=total_steps)
+    return config.lr
+
+
+def compile_model(model, config, steps_per_execution=1, total_steps=None):
     model.compile(
-        optimizer=make_optimizer(config.optimizer, config.lr, config.momentum),
+        optimizer=make_optimizer(config.optimizer, learning_rate(config, total_steps), config.momentum),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy", keras.metrics.MeanMetricWrapper(starter_cross_entropy, name="starter_loss")],
         jit_compile=resolve_jit(config.jit),
@@ -380,7 +387,7 @@ def run(config, arrays, info, model, run_dir, resume=False, extra_callbacks=()):
     total_steps = config.total_steps()
     epochs = math.ceil(total_steps / steps_per_epoch) if total_steps else config.epochs
     spe = resolve_steps_per_execution(config, steps_per_epoch)
-    compile_model(model, config, spe)
+    compile_model(model, config, spe, total_steps or epochs * steps_per_epoch)
 
     backup_dir = run_dir / "backup"
     history_csv = run_dir / "history.csv"
