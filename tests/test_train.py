@@ -43,7 +43,7 @@ def test_run_writes_every_output_and_export_matches(small_config):
     config = json.loads((run_dir / "config.json").read_text())
     assert config["lr"] == 1e-3 and config["environment"]["tensorflow"] == tf.__version__
     columns = next(csv.reader((run_dir / "history.csv").open()))
-    assert {"epoch", "loss", "accuracy", "val_accuracy", "test_accuracy"} <= set(columns)
+    assert {"epoch", "loss", "accuracy", "val_accuracy", "test_accuracy", "rss_mb"} <= set(columns)
 
     # The SavedModel serves the in-memory model's probabilities, with no project code.
     serve, input_shape, num_classes, _ = evaluate.load_serving_function(run_dir / "saved_model")

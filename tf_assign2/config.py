@@ -48,6 +48,7 @@ class Config:
     lr: float = 1e-3
     momentum: float = 0.9
     schedule: str = "constant"
+    clipnorm: float = None
     epochs: int = 10
     steps: int = None
     training_iters: int = None
@@ -114,6 +115,8 @@ def validate(config):
     _choice("strategy", config.strategy, STRATEGIES)
     if not isinstance(config.lr, (int, float)) or not math.isfinite(config.lr) or config.lr <= 0:
         raise UsageError(f"--lr {config.lr}: expected a learning rate > 0")
+    if config.clipnorm is not None and not config.clipnorm > 0:
+        raise UsageError(f"--clipnorm {config.clipnorm}: expected a number > 0")
     if not 0 <= config.momentum < 1:
         raise UsageError(f"--momentum {config.momentum}: expected a value in [0, 1)")
     if not 0 <= config.val_split < 1:

@@ -87,20 +87,24 @@ def resolve_steps_per_execution(config, steps_per_epoch):
     return max(1, spe)
 
 
-def make_optimizer(name, lr, momentum=0.9):
-    """Optimizers by the names the assignment uses; 'momentum' is SGD with momentum."""
+def make_optimizer(name, lr, momentum=0.9, clipnorm=None):
+    """Optimizers by the names the assignment uses; 'momentum' is SGD with momentum.
+
+    ``clipnorm`` clips the global gradient norm (the usual remedy for RNN gradient spikes).
+    """
+    common = {"global_clipnorm": clipnorm} if clipnorm else {}
     if name == "adam":
-        return keras.optimizers.Adam(lr)
+        return keras.optimizers.Adam(lr, **common)
     if name == "adamw":
-        return keras.optimizers.AdamW(lr)
+        return keras.optimizers.AdamW(lr, **common)
     if name == "sgd":
-        return keras.optimizers.SGD(lr)
+        return keras.optimizers.SGD(lr, **common)
     if name == "momentum":
-        return keras.optimizers.SGD(lr, momentum=momentum)
+        return keras.optimizers.SGD(lr, momentum=momentum, **common)
     if name == "adagrad":
-        return keras.optimizers.Adagrad(lr)
+        return keras.optimizers.Adagrad(lr, **common)
     if name == "rmsprop":
-        return keras.optimizers.RMSprop(lr)
+        return keras.optimizers.RMSprop(lr, **common)
     raise ValueError(f"unknown optimizer {name!r}")
 
 
@@ -127,7 +131,7 @@ def learning_rate(config, total_steps=None):
 
 def compile_model(model, config, steps_per_execution=1, total_steps=None):
     model.compile(
-        optimizer=make_optimizer(config.optimizer, learning_rate(config, total_steps), config.momentum),
+        optimizer=make_optimizer(config.optimizer, learning_rate(config, total_steps), config.momentum, config.clipnorm),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy", keras.metrics.MeanMetricWrapper(starter_cross_entropy, name="starter_loss")],
         jit_compile=resolve_jit(config.jit),
@@ -309,6 +313,8 @@ class Throughput(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.epoch_seconds.append(self.last - self.start)
         self.images.append(self.steps)
+        if logs is not None:
+            logs["rss_mb"] = resident_memory_mb()  # history.csv then shows memory stays flat
 
     def images_per_sec(self, batch_size, n_train, steps_per_epoch):
         """Median over epochs after the first (which includes tracing), or the first alone."""
@@ -318,6 +324,17 @@ class Throughput(keras.callbacks.Callback):
             rates.append(images / seconds if seconds > 0 else float("nan"))
         steady = rates[1:] or rates
         return float(np.median(steady)) if steady else float("nan")
+
+
+def resident_memory_mb():
+    """Current resident memory of this process in MB (Linux /proc; NaN elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return float("nan")
 
 
 def logits_metrics(logits, labels):
