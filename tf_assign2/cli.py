@@ -113,6 +113,8 @@ def add_train_flags(parser):
     g.add_argument("--runs-dir", default=None, help="where run directories are created (runs)")
     g.add_argument("--no-test-curve", dest="test_curve", action="store_false", default=None,
                    help="skip the per-epoch test accuracy of the curves")
+    g.add_argument("--no-visualize", dest="visualize", action="store_false", default=None,
+                   help="skip the filter figures, activation statistics and TensorBoard summaries")
     g.add_argument("--resume", metavar="RUN_DIR", default=None,
                    help="continue an interrupted run from its last completed epoch (other flags are ignored)")
     parser.add_argument("--config", metavar="FILE", default=None, help="YAML file of settings; flags override it")

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_assign2 import callbacks as visualization
 from tf_assign2 import data, export, runs, viz
 from tf_assign2.config import to_dict
 
@@ -256,7 +257,7 @@ class RandomStateBackup(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        states = {v.path: np.asarray(v).tolist() for v in self._states()}
+        states = {v.path: v.numpy().tolist() for v in self._states()}
         runs.write_json(self.path, {"epoch": epoch + 1, "states": states})
 
 
@@ -430,6 +431,8 @@ def run(config, arrays, info, model, run_dir, resume=False, extra_callbacks=()):
         keras.callbacks.CSVLogger(str(history_csv), append=resume),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), histogram_freq=0),
     ]
+    if config.visualize:
+        callbacks.append(visualization.Visualization(run_dir, arrays.test_x))
     if config.display_step:
         callbacks.append(StarterProgress(config.task, config.display_step, steps_per_epoch, config.batch_size))
     if total_steps:

@@ -53,3 +53,238 @@ def plot_confusion_matrix(matrix, class_names, path, title=""):
             ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=7,
                     color="white" if rates[i, j] > 0.5 else "black")
     _save(fig, path)
+
+
+# --------------------------------------------------------------------------- visualisation figures
+#
+# Filter grids, Zeiler & Fergus mosaics, occlusion maps and recurrent heatmaps. Every
+# function takes NumPy arrays; the numbers are computed in ``callbacks`` and ``visualize``.
+
+
+def filter_tiles(kernel, shared_scale=False):
+    """A conv kernel (kh, kw, in, n) -> n display tiles (n, kh, kw, c) in [0, 1].
+
+    Per-filter normalisation (the default) stretches each filter's own min..max to 0..1,
+    so every filter's pattern is visible. ``shared_scale`` maps all filters on one symmetric
+    scale, ``w / (2 max|W|) + 0.5``: mid-grey is 0, so filters can be compared in strength.
+    Tiles are grayscale (c = 1) except for 3 input channels (RGB); other channel counts are
+    averaged to grayscale. Non-finite weights show as 0.
+    """
+    w = np.nan_to_num(np.asarray(kernel, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    if w.ndim != 4:
+        raise ValueError(f"expected a conv kernel (kh, kw, in, out), got shape {w.shape}")
+    if w.shape[2] not in (1, 3):
+        w = w.mean(axis=2, keepdims=True)
+    tiles = np.moveaxis(w, 3, 0)  # (n, kh, kw, c)
+    if shared_scale:
+        scale = np.abs(tiles).max()
+        return tiles / (2 * scale) + 0.5 if scale > 0 else np.full_like(tiles, 0.5)
+    low = tiles.min(axis=(1, 2, 3), keepdims=True)
+    span = tiles.max(axis=(1, 2, 3), keepdims=True) - low
+    return np.where(span > 0, (tiles - low) / np.where(span > 0, span, 1), 0.5)
+
+
+def grid_shape(n, cols=None):
+    """(rows, cols) of the grid ``tile_grid`` lays ``n`` tiles out on.
+
+    By default a full rectangle when ``n`` has a divisor between sqrt(n) and 2 sqrt(n)
+    (32 -> 4 x 8, 64 -> 8 x 8), else near-square.
+    """
+    if not cols:
+        root = np.sqrt(max(n, 1))
+        full = [c for c in range(int(np.ceil(root)), int(2 * root) + 1) if n % c == 0]
+        cols = full[0] if full else int(np.ceil(root))
+    return max(1, int(np.ceil(n / cols))), cols
+
+
+def tile_grid(tiles, cols=None, pad=1, background=1.0):
+    """Tiles (n, h, w[, c]) -> one image, row-major, ``pad`` pixels of ``background`` between."""
+    tiles = np.asarray(tiles, dtype=np.float64)
+    if tiles.ndim == 3:
+        tiles = tiles[..., None]
+    n, h, w, c = tiles.shape
+    rows, cols = grid_shape(n, cols)
+    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), background, dtype=np.float64)
+    for i, tile in enumerate(tiles):
+        r, k = divmod(i, cols)
+        top, left = pad + r * (h + pad), pad + k * (w + pad)
+        grid[top : top + h, left : left + w] = tile
+    return grid
+
+
+def _show(ax, image):
+    """imshow a [0, 1] image (h, w, 1 or 3) without axes; gray for one channel."""
+    image = np.clip(image, 0, 1)
+    if image.shape[-1] == 1:
+        ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    else:
+        ax.imshow(image, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _grid_size(image, unit=0.035, minimum=3.0):
+    return max(minimum, image.shape[1] * unit), max(minimum * 0.5, image.shape[0] * unit)
+
+
+def plot_filters(kernel, path, title="", shared_scale=False):
+    """The first layer's filters as a grid, one tile per filter; returns (rows, cols) of the grid."""
+    tiles = filter_tiles(kernel, shared_scale)
+    rows, cols = grid_shape(len(tiles))
+    grid = tile_grid(tiles, cols)
+    w, h = _grid_size(grid, unit=0.09)
+    fig, ax = plt.subplots(figsize=(w, h + 0.5))
+    _show(ax, grid)
+    scale = "shared scale, grey = 0" if shared_scale else "each filter scaled to its own range"
+    ax.set_title(f"{title}\n{len(tiles)} filters, {scale}" if title else f"{len(tiles)} filters, {scale}", fontsize=9)
+    _save(fig, path)
+    return rows, cols
+
+
+def plot_filter_evolution(snapshots, path, shared_scale=False, max_rows=12):
+    """Filters across training: one row per saved epoch, one column per filter.
+
+    ``snapshots``: list of (epoch, kernel), oldest first; at most ``max_rows`` evenly
+    spaced rows are drawn (always the first and the last).
+    """
+    if not snapshots:
+        return
+    if len(snapshots) > max_rows:
+        keep = np.unique(np.linspace(0, len(snapshots) - 1, max_rows).round().astype(int))
+        snapshots = [snapshots[i] for i in keep]
+    rows = [filter_tiles(kernel, shared_scale) for _, kernel in snapshots]
+    n, h = rows[0].shape[0], rows[0].shape[1]
+    grid = tile_grid(np.concatenate(rows), cols=n)
+    w, height = _grid_size(grid, unit=0.06)
+    fig, ax = plt.subplots(figsize=(w + 0.8, height + 0.5))
+    _show(ax, grid)
+    ax.set_yticks([1 + i * (h + 1) + h / 2 - 0.5 for i in range(len(snapshots))],
+                  [f"epoch {epoch}" for epoch, _ in snapshots], fontsize=7)
+    ax.set_title(f"first-layer filters during training ({n} filters; columns are filters)", fontsize=9)
+    _save(fig, path)
+
+
+def _labelled_mosaic(blocks, labels, path, title, cols=None, unit=0.03):
+    """Equal-sized blocks (n, h, w, c) on one grid, each with a small label above it."""
+    blocks = np.asarray(blocks)
+    rows, cols = grid_shape(len(blocks), cols)
+    pad = max(2, blocks.shape[1] // 8)
+    grid = tile_grid(blocks, cols, pad=pad)
+    w, h = _grid_size(grid, unit=unit)
+    fig, ax = plt.subplots(figsize=(w, h + 0.4))
+    _show(ax, grid)
+    bh, bw = blocks.shape[1:3]
+    for i, label in enumerate(labels):
+        r, k = divmod(i, cols)
+        ax.text(pad + k * (bw + pad), pad + r * (bh + pad) - 0.5, label, fontsize=6, va="bottom", ha="left")
+    ax.set_title(title, fontsize=9)
+    _save(fig, path)
+
+
+def plot_top_patches(patches, map_ids, path, title=""):
+    """Zeiler & Fergus fig. 2 (right half): for each feature map, its top-9 image patches as 3x3.
+
+    ``patches``: (maps, 9, h, w, c) in [0, 1], strongest first.
+    """
+    blocks = [tile_grid(p, cols=3, background=1.0) for p in patches]
+    _labelled_mosaic(blocks, [f"map {m}" for m in map_ids], path, title or "top-9 test patches per feature map")
+
+
+def plot_deconv_pairs(projections, patches, map_ids, path, title=""):
+    """Zeiler & Fergus fig. 2: each feature map's top-9 deconvnet projections (left) beside the patches.
+
+    ``projections`` and ``patches``: (maps, 9, h, w, c) in [0, 1] (projections: grey = 0).
+    """
+    blocks = []
+    for proj, patch in zip(projections, patches):
+        left, right = tile_grid(proj, cols=3), tile_grid(patch, cols=3)
+        gap = np.ones((left.shape[0], max(2, left.shape[1] // 10), left.shape[2]))
+        blocks.append(np.concatenate([left, gap, right], axis=1))
+    _labelled_mosaic(blocks, [f"map {m}: projections | patches" for m in map_ids], path,
+                     title or "deconvnet projections of the strongest activations, and their patches",
+                     cols=4 if len(blocks) > 4 else None)
+
+
+def plot_occlusion(images, occluded, prob_maps, class_maps, labels, class_names, path, title="", base=None):
+    """Zeiler & Fergus fig. 7: image, one occluded example, P(true class) map, most probable class map.
+
+    ``images``/``occluded``: (n, h, w, c) in [0, 1]; ``prob_maps``: (n, mh, mw) probabilities of the
+    true class with the occluder centred there; ``class_maps``: (n, mh, mw) argmax classes;
+    ``base``: the unoccluded probabilities of the true class, shown in the titles.
+    """
+    n = len(images)
+    num = len(class_names)
+    cmap_classes = plt.get_cmap("tab10" if num <= 10 else "tab20", num)
+    fig, axes = plt.subplots(n, 4, figsize=(10, 2.4 * n), squeeze=False)
+    for i in range(n):
+        a_img, a_occ, a_prob, a_cls = axes[i]
+        _show(a_img, images[i])
+        unoccluded = f"\nP = {base[i]:.2f} unoccluded" if base is not None else ""
+        a_img.set_title(f"test image: {class_names[labels[i]]}{unoccluded}", fontsize=8)
+        _show(a_occ, occluded[i])
+        a_occ.set_title("grey square slid over it", fontsize=8)
+        extent = (-0.5, images[i].shape[1] - 0.5, images[i].shape[0] - 0.5, -0.5)
+        im = a_prob.imshow(prob_maps[i], cmap="jet", vmin=0, vmax=1, extent=extent, interpolation="nearest")
+        a_prob.set_title(f"P({class_names[labels[i]]}) with square here", fontsize=8)
+        fig.colorbar(im, ax=a_prob, fraction=0.046, pad=0.04)
+        a_cls.imshow(class_maps[i], cmap=cmap_classes, vmin=-0.5, vmax=num - 0.5, extent=extent,
+                     interpolation="nearest")
+        a_cls.set_title("most probable class", fontsize=8)
+        present = np.unique(class_maps[i])
+        handles = [plt.Rectangle((0, 0), 1, 1, color=cmap_classes(int(c))) for c in present]
+        a_cls.legend(handles, [class_names[int(c)] for c in present], fontsize=6, loc="upper left",
+                     bbox_to_anchor=(1.0, 1.0), frameon=False)
+        for ax in (a_prob, a_cls):
+            ax.set_xticks([])
+            ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    _save(fig, path)
+
+
+def heatmap_rgb(matrix):
+    """A matrix -> RGB image (h, w, 3) in [0, 1], diverging colours symmetric about 0 (for TensorBoard)."""
+    matrix = np.nan_to_num(np.asarray(matrix, dtype=np.float64))
+    scale = np.abs(matrix).max() or 1.0
+    return plt.get_cmap("RdBu_r")((matrix / scale + 1) / 2)[..., :3]
+
+
+def plot_recurrent_kernels(kernels, path):
+    """Heatmaps of recurrent kernels: ``kernels`` maps a layer name to (kernel (units, g*units), gate names)."""
+    fig, axes = plt.subplots(len(kernels), 1, figsize=(10, 2.8 * len(kernels)), squeeze=False)
+    for ax, (name, (kernel, gates)) in zip(axes[:, 0], kernels.items()):
+        scale = float(np.nanmax(np.abs(kernel))) or 1.0
+        im = ax.imshow(kernel, cmap="RdBu_r", vmin=-scale, vmax=scale, aspect="auto", interpolation="nearest")
+        units = kernel.shape[0]
+        for g in range(1, len(gates)):
+            ax.axvline(g * units - 0.5, color="black", lw=0.8)
+        ax.set_xticks([(g + 0.5) * units for g in range(len(gates))], gates)
+        ax.set(ylabel="from hidden unit", title=f"{name} recurrent kernel ({kernel.shape[0]} x {kernel.shape[1]})")
+        fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01)
+    _save(fig, path)
+
+
+def plot_hidden_states(layers, path):
+    """Hidden-state statistics over the time steps, per recurrent layer.
+
+    ``layers`` maps a layer name to a dict with per-step lists ``mean``, ``std``,
+    ``mean_abs``, ``saturated_fraction`` and ``unit_means`` (steps, units).
+    """
+    fig, axes = plt.subplots(len(layers), 2, figsize=(11, 3.2 * len(layers)), squeeze=False)
+    for (ax_line, ax_map), (name, s) in zip(axes, layers.items()):
+        steps = np.arange(1, len(s["mean"]) + 1)
+        mean, std = np.asarray(s["mean"]), np.asarray(s["std"])
+        ax_line.plot(steps, mean, label="mean h")
+        ax_line.fill_between(steps, mean - std, mean + std, alpha=0.25, label="± std")
+        ax_line.plot(steps, s["mean_abs"], label="mean |h|")
+        ax_line.plot(steps, s["saturated_fraction"], label="fraction |h| > 0.9")
+        ax_line.set(xlabel="time step (image row)", title=f"{name}: hidden state over the steps")
+        ax_line.grid(alpha=0.3)
+        ax_line.legend(fontsize=7)
+        units = np.asarray(s["unit_means"]).T
+        scale = float(np.abs(units).max()) or 1.0
+        im = ax_map.imshow(units, cmap="RdBu_r", vmin=-scale, vmax=scale, aspect="auto", interpolation="nearest",
+                           extent=(0.5, len(steps) + 0.5, units.shape[0] - 0.5, -0.5))
+        ax_map.set(xlabel="time step", ylabel="unit", title=f"{name}: mean h per unit and step")
+        fig.colorbar(im, ax=ax_map, fraction=0.046, pad=0.04)
+    _save(fig, path)
