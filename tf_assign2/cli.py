@@ -266,6 +266,9 @@ def run_cli(main):
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # outside training (which records it itself): stop quietly
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 # --------------------------------------------------------------------------- training
