@@ -288,3 +288,48 @@ def plot_hidden_states(layers, path):
         ax_map.set(xlabel="time step", ylabel="unit", title=f"{name}: mean h per unit and step")
         fig.colorbar(im, ax=ax_map, fraction=0.046, pad=0.04)
     _save(fig, path)
+
+
+# --------------------------------------------------------------------------- sweeps and reports
+
+
+def plot_sweep_overlay(series, path, title=""):
+    """Train loss (log scale) and test accuracy per epoch of several runs on one figure.
+
+    ``series``: list of (label, history, status), ``history`` as in history.csv. Non-finite
+    values are left out; a diverged run ends in an ``x`` at its last finite point. Test
+    accuracy falls back to validation accuracy for runs recorded without a test curve.
+    """
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(12, 4.6))
+    colors = plt.get_cmap("tab10").colors
+    acc_key = "test_accuracy" if any(h.get("test_accuracy") for _, h, _ in series) else "val_accuracy"
+    for i, (label, history, status) in enumerate(series):
+        style = {"color": colors[i % 10], "linestyle": ("-", "--", ":")[i // 10 % 3]}
+        name = label + (f" ({status})" if status not in ("completed", None) else "")
+        for ax, key in ((ax_loss, "loss"), (ax_acc, acc_key)):
+            values = np.asarray(history.get(key, []), dtype=np.float64)
+            if ax is ax_loss:
+                values = np.where(values > 0, values, np.nan)  # log scale
+            epochs = np.arange(1, len(values) + 1)
+            ok = np.isfinite(values)
+            if not ok.any():
+                continue
+            ax.plot(epochs[ok], values[ok], marker="o", markersize=3, label=name, **style)
+            if status == "diverged":
+                last = np.flatnonzero(ok)[-1]
+                ax.plot(epochs[last], values[last], marker="x", markersize=10, color=style["color"])
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy (log scale)", title="train loss", yscale="log")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title=acc_key.replace("_", " "))
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3, which="both")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    legend = {}
+    for ax in (ax_loss, ax_acc):  # every run once, even one with no finite loss or accuracy
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    if legend:
+        ax_acc.legend(legend.values(), legend.keys(), fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5),
+                      frameon=False)
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)

@@ -1,0 +1,58 @@
+"""Every shipped config file loads through the CLI's own --config path, and every sweep file plans."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from tf_assign2 import cli, sweep
+
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+SWEEPS = sorted((ROOT / "configs" / "sweeps").glob("*.yaml"))
+
+
+def task_of(path):
+    """configs/<task>_*.yaml: the file name says which CLI it is for."""
+    return Path(path).name.split("_")[0]
+
+
+def test_there_is_a_config_for_every_cli():
+    assert {task_of(p) for p in CONFIGS} == {"cifar", "mnist"}
+    assert {p.name for p in SWEEPS} >= {"cifar_optimizers.yaml", "mnist_cells.yaml"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_config_file_loads_and_flags_override_it(path):
+    task = task_of(path)
+    parser = cli.training_parser(task)
+    cfg = cli.resolve_config(task, parser.parse_args(["--config", str(path)]), parser)
+    for key, value in yaml.safe_load(path.read_text()).items():
+        got = getattr(cfg, key)
+        assert (list(got) if isinstance(got, tuple) else got) == value, key
+    override = cli.resolve_config(task, parser.parse_args(["--config", str(path), "--lr", "0.25", "--epochs", "3"]),
+                                  parser)
+    assert (override.lr, override.epochs, override.model) == (0.25, 3, cfg.model)
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.name)
+def test_sweep_file_plans(path, tmp_path):
+    loaded = sweep.load_sweep(path)
+    planned = sweep.plan(loaded, tmp_path / "out")
+    assert len(planned) == len(loaded["entries"]) >= 2
+    for entry, (name, settings) in zip(planned, loaded["entries"]):
+        assert entry["name"] == name
+        for key, value in settings.items():
+            assert entry["config"][key] == value, (name, key)
+        assert entry["config"]["runs_dir"] == str(tmp_path / "out" / "runs" / name)
+
+
+def test_the_assignment_sweeps():
+    cifar = sweep.load_sweep(ROOT / "configs" / "sweeps" / "cifar_optimizers.yaml")
+    pairs = {(s["optimizer"], s["lr"]) for _, s in cifar["entries"]}
+    assert {("adam", 1e-2), ("adam", 1e-3), ("adam", 1e-4), ("sgd", 1e-2), ("sgd", 1e-3)} <= pairs
+    assert {"momentum", "adagrad"} <= {o for o, _ in pairs}
+    mnist = sweep.plan(sweep.load_sweep(ROOT / "configs" / "sweeps" / "mnist_cells.yaml"), "/tmp/unused")
+    grid = {(e["config"]["cell"], e["config"]["units"]) for e in mnist if e["config"]["model"] == "rnn"}
+    assert grid == {(c, u) for c in ("rnn", "lstm", "gru") for u in (64, 128, 256)}
+    assert [e["config"]["model"] for e in mnist].count("lenet5") == 1

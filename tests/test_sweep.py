@@ -1,0 +1,161 @@
+"""Sweeps: entries expand and are checked up front, run as normal runs, go on past diverged runs,
+resume (finished entries are not redone), and never reuse a folder holding other settings."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import run_cli
+from tf_assign2 import runs, sweep
+from tf_assign2.errors import UsageError
+
+
+def write_sweep(folder, text, name="s.yaml"):
+    path = Path(folder) / name
+    path.write_text(text)
+    return path
+
+
+def fake_trainer(outcomes, calls):
+    """Stands in for cli.train: makes a run dir where the entry's config says, with the outcome asked for.
+
+    ``outcomes`` maps an entry (its runs/<entry> folder name) to a list of statuses, one per call.
+    """
+    codes = {"completed": 0, "diverged": 1, "interrupted": 130}
+
+    def train(task, argv):
+        calls.append(list(argv))
+        if argv[0] == "--resume":
+            run_dir = Path(argv[1])
+        else:
+            values = yaml.safe_load(Path(argv[1]).read_text())
+            run_dir = Path(values["runs_dir"]) / f"run-{len(calls)}"
+            run_dir.mkdir(parents=True)
+            runs.write_json(run_dir / "config.json", {"task": task, **values})
+        entry = run_dir.parent.name
+        status = outcomes[entry].pop(0)
+        if status == "killed":  # SIGKILL: the run dir exists, no summary
+            raise KeyboardInterrupt
+        acc = 0.5 if status == "completed" else None
+        runs.write_json(run_dir / "summary.json", {"status": status, "test_accuracy": acc, "test_loss": 1.0,
+                                                   "divergence": "loss became nan" if status == "diverged" else None})
+        (run_dir / "history.csv").write_text("epoch,loss,accuracy,test_accuracy\n0,2.0,0.2,0.3\n1,1.5,0.4,0.5\n")
+        return codes[status]
+
+    return train
+
+
+def test_grid_and_listed_entries_expand_in_order(tmp_path):
+    path = write_sweep(tmp_path, "task: mnist\ngrid: {cell: [rnn, gru], units: [8, 16]}\n"
+                                 "runs:\n  - {name: cnn, model: lenet5}\n  - {optimizer: sgd, lr: 0.1}\n")
+    loaded = sweep.load_sweep(path)
+    assert loaded["name"] == "s" and loaded["task"] == "mnist"
+    assert [n for n, _ in loaded["entries"]] == ["rnn-8", "rnn-16", "gru-8", "gru-16", "cnn", "sgd-0.1"]
+    assert loaded["entries"][4][1] == {"model": "lenet5"}
+
+
+@pytest.mark.parametrize("text,message", [
+    ("task: cifar\nrunz: []\n", "unknown key 'runz'"),
+    ("runs: [{lr: 0.1}]\n", "task: expected one of cifar, mnist"),
+    ("task: cifar\n", "no entries"),
+    ("task: cifar\nruns: [{name: a, lr: 0.1}, {name: a, lr: 0.2}]\n", "two entries are named 'a'"),
+    ("task: cifar\nsettings: {runs_dir: x}\nruns: [{lr: 0.1}]\n", "runs_dir is set by the sweep"),
+    ("task: cifar\ngrid: {lr: 0.1}\n", "grid: lr: expected a non-empty list"),
+    ("task: cifar\nbase: nope.yaml\nruns: [{lr: 0.1}]\n", "nope.yaml not found"),
+])
+def test_bad_sweep_files_are_usage_errors(tmp_path, text, message):
+    with pytest.raises(UsageError, match=message):
+        sweep.load_sweep(write_sweep(tmp_path, text))
+
+
+def test_every_entry_is_checked_before_anything_runs(tmp_path):
+    path = write_sweep(tmp_path, "task: cifar\nruns:\n  - {optimizer: sgd}\n  - {name: typo, learning_rate: 0.1}\n")
+    calls = []
+    with pytest.raises(UsageError, match=r"s\.yaml: entry 'typo': unknown key 'learning_rate'"):
+        sweep.run_sweep(sweep.load_sweep(path), tmp_path / "out", train=fake_trainer({}, calls))
+    assert calls == [] and not (tmp_path / "out").exists()
+    with pytest.raises(UsageError, match="argument --epochs: expected an integer >= 1"):
+        sweep.plan(sweep.load_sweep(write_sweep(tmp_path, "task: cifar\nruns: [{lr: 0.1}]\n")), tmp_path / "o",
+                   ["--epochs", "0"])
+
+
+def test_precedence_base_settings_entry_flags(tmp_path):
+    (tmp_path / "base.yaml").write_text("epochs: 7\nbatch_size: 20\nlr: 0.5\noptimizer: sgd\n")
+    path = write_sweep(tmp_path, "task: cifar\nbase: base.yaml\nsettings: {batch_size: 30, lr: 0.2}\n"
+                                 "runs: [{name: a, lr: 0.3}, {name: b}]\n")
+    planned = sweep.plan(sweep.load_sweep(path), tmp_path / "out", ["--epochs", "2"])
+    a, b = (p["config"] for p in planned)
+    assert (a["epochs"], a["batch_size"], a["lr"], a["optimizer"]) == (2, 30, 0.3, "sgd")
+    assert b["lr"] == 0.2 and b["task"] == "cifar"
+    assert a["runs_dir"] == str(tmp_path / "out" / "runs" / "a")
+
+
+def test_goes_on_past_diverged_runs_and_resumes(tmp_path, capsys):
+    path = write_sweep(tmp_path, "task: cifar\nruns: [{name: a, lr: 0.1}, {name: b, lr: 0.01}, {name: c, lr: 0.001}]\n")
+    loaded, out, calls = sweep.load_sweep(path), tmp_path / "out", []
+    outcomes = {"a": ["diverged"], "b": ["killed", "completed"], "c": ["completed"]}
+    train = fake_trainer(outcomes, calls)
+
+    assert sweep.run_sweep(loaded, out, train=train) == 130  # b is killed after a diverged
+    state = runs.read_json(out / "sweep.json")
+    assert [state["entries"][n]["status"] for n in "abc"] == ["diverged", "unfinished", "pending"]
+    first_b = out / state["entries"]["b"]["run_dir"]
+
+    assert sweep.run_sweep(loaded, out, train=train) == 0  # the same command again
+    assert [c[0] for c in calls] == ["--config", "--config", "--resume", "--config"]
+    assert calls[2] == ["--resume", str(first_b)]  # b continues its own run; a is not redone
+    assert "a: diverged earlier" in capsys.readouterr().out
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [(r["entry"], r["status"], r["test_accuracy"]) for r in rows] == [
+        ("a", "diverged", ""), ("b", "completed", "0.5"), ("c", "completed", "0.5")]
+    assert len(list((out / "runs").glob("*/*/config.json"))) == 3  # one run per entry
+    md = (out / "results.md").read_text()
+    assert "| a | adam | 0.1 | NaN | diverged (loss became nan) |" in md
+    assert "Best: **b**" in md and (out / "overlay.png").stat().st_size > 0
+
+    assert sweep.run_sweep(loaded, out, train=train) == 0  # nothing left to do
+    assert len(calls) == 4
+
+
+def test_a_folder_with_other_settings_is_not_reused(tmp_path):
+    path = write_sweep(tmp_path, "task: cifar\nruns: [{name: a, lr: 0.1}]\n")
+    out, calls = tmp_path / "out", []
+    sweep.run_sweep(sweep.load_sweep(path), out, train=fake_trainer({"a": ["completed"]}, calls))
+    with pytest.raises(UsageError, match=r"entry 'a' was run with other settings \(epochs: 10 -> 3\)"):
+        sweep.run_sweep(sweep.load_sweep(path), out, ["--epochs", "3"], train=fake_trainer({}, calls))
+    other = write_sweep(tmp_path, "name: s\ntask: mnist\nruns: [{name: a}]\n", "t.yaml")
+    with pytest.raises(UsageError, match="holds sweep 's' \\(cifar\\)"):
+        sweep.run_sweep(sweep.load_sweep(other), out, train=fake_trainer({}, calls))
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match="holds no sweep.json"):
+        sweep.run_sweep(sweep.load_sweep(path), tmp_path / "busy", train=fake_trainer({}, calls))
+    assert len(calls) == 1
+
+
+def test_sweep_cli_end_to_end_on_real_data(data_root, tmp_path):
+    """Two tiny entries through `python -m tf_assign2.sweep`; a second run of the command does nothing."""
+    path = write_sweep(tmp_path, f"name: tiny\ntask: cifar\nsettings: {{data_dir: {data_root / 'CIFAR10'}, ntrain: 10, "
+                                 "ntest: 2, epochs: 1, visualize: false}\n"
+                                 "runs: [{name: sgd, optimizer: sgd, lr: 0.01}, {name: adagrad, optimizer: adagrad}]\n")
+    out = tmp_path / "out"
+    result = run_cli("tf_assign2.sweep", str(path), "--out", str(out), "--no-test-curve")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "[2/2] adagrad: python -m tf_assign2.cifar --config" in result.stdout
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [r["entry"] for r in rows] == ["sgd", "adagrad"]
+    for row in rows:
+        summary = json.loads((out / row["run_dir"] / "summary.json").read_text())
+        assert row["status"] == summary["status"] == "completed"
+        assert float(row["test_accuracy"]) == summary["test_accuracy"]
+        config = json.loads((out / row["run_dir"] / "config.json").read_text())
+        assert (config["optimizer"], config["ntrain"], config["test_curve"]) == (row["entry"], 10, False)
+        assert (out / row["run_dir"] / "saved_model" / "saved_model.pb").is_file()  # a normal run's outputs
+    assert (out / "overlay.png").is_file() and "| sgd | sgd |" in (out / "results.md").read_text()
+
+    again = run_cli("tf_assign2.sweep", str(path), "--out", str(out), "--no-test-curve")
+    assert again.returncode == 0 and again.stdout.count("skipped") == 2
+    assert len(list((out / "runs").glob("*/*/config.json"))) == 2

@@ -1,0 +1,448 @@
+"""Sweeps: run a list of configurations as ordinary runs, resumably, and tabulate them.
+
+    python -m tf_assign2.sweep configs/sweeps/cifar_optimizers.yaml        # -> runs/sweeps/cifar_optimizers/
+    python -m tf_assign2.sweep configs/sweeps/mnist_cells.yaml --epochs 5  # training flags apply to every entry
+    python -m tf_assign2.sweep SWEEP.yaml --out DIR --dry-run              # list the entries, run nothing
+
+A sweep file names a task (the CLI: ``cifar`` or ``mnist``), optionally a ``base`` config file
+(a ``--config`` YAML, relative to the sweep file) and ``settings`` shared by every entry, then
+the entries: a ``grid`` (every combination of the listed values) and/or a list of ``runs``
+(each a mapping of settings, with an optional ``name``). Settings are the training CLI's long
+flags with ``_`` for ``-``. Precedence: task defaults < base < settings < entry < flags given
+to the sweep command. Every entry is checked before anything runs, so a typo in the last entry
+fails in seconds, not after hours.
+
+Each entry is an ordinary training run, made by the same code path as
+``python -m tf_assign2.<task> --config <the entry's merged YAML>`` (``cli.train``), so it
+writes everything a run writes. The sweep folder (``--out``, default ``runs/sweeps/<name>``):
+
+    sweep.json              the sweep file, the extra flags, and per entry its settings, run dir, status
+    configs/<entry>.yaml    the merged settings of the entry (re-run one entry by hand with --config)
+    runs/<entry>/<run>/     the entry's run directory
+    results.csv, results.md one row per entry: settings, status, test accuracy, time
+    overlay.png             train loss and test accuracy per epoch of every entry, on one figure
+
+Resuming is re-running the same command. An entry whose run completed or diverged is not run
+again (a diverged run is a result: Adam at 1e-2 is expected to diverge); an entry whose run was
+interrupted (Ctrl-C, or killed) continues that run from its last completed epoch
+(``--resume``); the others start. Which entry made which run is the folder ``runs/<entry>/``
+itself, so this holds even after a SIGKILL. A folder holding a sweep with other settings is
+never reused: the command stops and asks for another ``--out``.
+
+Why not keras-tuner's ``GridSearch``: it would give resume only at the granularity of whole
+trials (an interrupted trial restarts from scratch, it does not continue from the run's
+BackupAndRestore state), its trials would need a custom ``run_trial`` to produce our run
+directories (summary.json, SavedModel, curves), a diverged trial counts as a failed trial that
+stops the search after a few (``max_consecutive_failed_trials``), and a sweep mixing models
+(nine RNN entries plus one LeNet5) is awkward as one hyperparameter space. Distribution is
+not needed here: one run fills the machine. A loop over entries with the run folders as the
+state is shorter and does exactly what is needed.
+"""
+
+import csv
+import io
+import itertools
+import json
+import math
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+from tf_assign2 import cli, runs
+from tf_assign2.config import TASKS, to_dict
+from tf_assign2.errors import UsageError
+
+SWEEP_KEYS = ("name", "description", "task", "base", "settings", "grid", "runs")
+NOT_IN_SWEEPS = ("runs_dir",)  # set by the sweep: runs/<entry>/ under --out
+FINISHED = ("completed", "diverged")
+RESULT_COLUMNS = ("status", "test_accuracy", "test_loss", "best_val_accuracy", "final_train_loss",
+                  "epochs_completed", "train_seconds", "images_per_sec", "parameters", "divergence", "run_dir")
+SETTING_COLUMNS = ("model", "cell", "units", "layers", "optimizer", "lr", "momentum", "batch_size", "epochs")
+
+
+# --------------------------------------------------------------------------- the sweep file
+
+
+def load_sweep(path):
+    """Read and check a sweep file; returns {name, task, base, settings, entries: [(name, settings)]}."""
+    path = Path(path)
+    values = cli.load_yaml(path)
+    where = f"sweep file {path}"
+    unknown = [k for k in values if k not in SWEEP_KEYS]
+    if unknown:
+        raise UsageError(f"{where}: unknown key '{unknown[0]}' (expected {', '.join(SWEEP_KEYS)})")
+    task = values.get("task")
+    if task not in TASKS:
+        raise UsageError(f"{where}: task: expected one of {', '.join(TASKS)}, got {task!r}")
+    name = values.get("name", path.stem)
+    if not isinstance(name, str) or not _SAFE.fullmatch(name):
+        raise UsageError(f"{where}: name: expected letters, digits, '.', '_' or '-', got {name!r}")
+    settings = _mapping(values.get("settings", {}), f"{where}: settings")
+    base = values.get("base")
+    if base is not None:
+        if not isinstance(base, str):
+            raise UsageError(f"{where}: base: expected a path to a --config file, got {base!r}")
+        base = (path.parent / base).resolve()
+        if not base.is_file():
+            raise UsageError(f"{where}: base: {base} not found")
+    entries = expand_entries(values.get("grid"), values.get("runs"), where)
+    for key in NOT_IN_SWEEPS:
+        if key in settings or any(key in e for _, e in entries):
+            raise UsageError(f"{where}: {key} is set by the sweep (runs/<entry>/ under --out); remove it")
+    description = values.get("description")
+    if description is not None and not isinstance(description, str):
+        raise UsageError(f"{where}: description: expected one line of text, got {description!r}")
+    return {"name": name, "task": task, "base": str(base) if base else None, "settings": settings,
+            "entries": entries, "file": str(path), "description": description}
+
+
+_SAFE = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def _mapping(value, where):
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UsageError(f"{where}: expected a mapping of settings, got {value!r}")
+    return {str(k).replace("-", "_"): v for k, v in value.items()}
+
+
+def entry_name(settings):
+    """A readable, file-safe name from an entry's values: {optimizer: adam, lr: 0.01} -> adam-0.01."""
+    parts = [str(v) for v in settings.values()]
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(parts)) or "default"
+
+
+def expand_entries(grid, explicit, where):
+    """The grid's combinations (in the order written, last key fastest), then the listed runs."""
+    entries = []
+    if grid is not None:
+        grid = _mapping(grid, f"{where}: grid")
+        for key, choices in grid.items():
+            if not isinstance(choices, list) or not choices:
+                raise UsageError(f"{where}: grid: {key}: expected a non-empty list of values, got {choices!r}")
+        for combo in itertools.product(*grid.values()):
+            settings = dict(zip(grid, combo))
+            entries.append((entry_name(settings), settings))
+    if explicit is not None:
+        if not isinstance(explicit, list):
+            raise UsageError(f"{where}: runs: expected a list of mappings, got {explicit!r}")
+        for i, item in enumerate(explicit, 1):
+            settings = _mapping(item, f"{where}: runs: entry {i}")
+            name = settings.pop("name", None) or entry_name(settings)
+            entries.append((str(name), settings))
+    if not entries:
+        raise UsageError(f"{where}: no entries: give a grid and/or a list of runs")
+    seen = set()
+    for name, _ in entries:
+        if not _SAFE.fullmatch(name):
+            raise UsageError(f"{where}: entry name {name!r}: expected letters, digits, '.', '_' or '-'")
+        if name in seen:
+            raise UsageError(f"{where}: two entries are named {name!r}; give them distinct names")
+        seen.add(name)
+    return entries
+
+
+def plan(sweep, out, flags=()):
+    """Merge and check every entry through the training CLI's own config path.
+
+    Returns [{name, values (the merged YAML settings), config (the resolved settings)}].
+    Raises UsageError naming the sweep file and the entry for the first bad one.
+    """
+    import yaml
+
+    for flag in flags:
+        if flag.split("=")[0] in ("--runs-dir", "--resume", "--config"):
+            raise UsageError(f"{flag.split('=')[0]}: not allowed with a sweep (each entry's run goes to "
+                             "runs/<entry>/ under --out; re-run the sweep to resume it)")
+    base = cli.load_yaml(sweep["base"]) if sweep["base"] else {}
+    base = {str(k).replace("-", "_"): v for k, v in base.items()}
+    parser = cli.training_parser(sweep["task"])
+    parser.parse_args(list(flags))  # the flags alone first, so their errors are not blamed on an entry
+    planned = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, entry in sweep["entries"]:
+            values = {**base, **sweep["settings"], **entry, "runs_dir": str(Path(out) / "runs" / name)}
+            path = Path(tmp) / f"{name}.yaml"
+            path.write_text(yaml.safe_dump(values, sort_keys=False))
+            try:
+                args = parser.parse_args(["--config", str(path), *flags])
+                config = cli.resolve_config(sweep["task"], args, parser)
+            except UsageError as e:
+                message = str(e).replace(f"--config {path}: ", "")
+                raise UsageError(f"sweep file {sweep['file']}: entry '{name}': {message}") from None
+            planned.append({"name": name, "values": values, "config": _plain(to_dict(config))})
+    return planned
+
+
+def _plain(value):
+    """JSON round trip (tuples -> lists), so settings compare equal to what sweep.json holds."""
+    return json.loads(json.dumps(value))
+
+
+# --------------------------------------------------------------------------- state
+
+
+def default_out(sweep):
+    return Path("runs") / "sweeps" / sweep["name"]
+
+
+def check_out(out, sweep, planned):
+    """An existing sweep folder may only be resumed with the same settings; returns its state (or a new one)."""
+    out = Path(out)
+    state_path = out / "sweep.json"
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a folder")
+    if not state_path.is_file():
+        if out.is_dir() and any(out.iterdir()):
+            raise UsageError(f"--out {out}: folder is not empty and holds no sweep.json; choose another --out")
+        return {"name": sweep["name"], "task": sweep["task"], "entries": {}}
+    state = runs.read_json(state_path)
+    if state.get("name") != sweep["name"] or state.get("task") != sweep["task"]:
+        raise UsageError(f"--out {out}: holds sweep '{state.get('name')}' ({state.get('task')}); "
+                         f"choose another --out for '{sweep['name']}'")
+    for entry in planned:
+        old = state["entries"].get(entry["name"])
+        if old and old.get("config") != entry["config"]:
+            changed = sorted(k for k in set(old["config"]) | set(entry["config"])
+                             if old["config"].get(k) != entry["config"].get(k))
+            detail = ", ".join(f"{k}: {old['config'].get(k)!r} -> {entry['config'].get(k)!r}" for k in changed[:3])
+            raise UsageError(f"--out {out}: entry '{entry['name']}' was run with other settings ({detail}); "
+                             "re-run with the same settings to resume, or choose another --out")
+    return state
+
+
+def entry_runs(out, name):
+    """The run directories an entry has made, oldest first."""
+    root = Path(out) / "runs" / name
+    if not root.is_dir():
+        return []
+    return sorted((p for p in root.iterdir() if runs.is_run_dir(p)), key=lambda p: p.stat().st_mtime)
+
+
+def run_status(run_dir):
+    """completed / diverged / interrupted from summary.json; 'unfinished' when there is none (killed)."""
+    summary = Path(run_dir) / "summary.json"
+    if not summary.is_file():
+        return "unfinished"
+    return runs.read_json(summary).get("status", "unfinished")
+
+
+def write_state(out, sweep, planned, state, flags):
+    state.update({"name": sweep["name"], "task": sweep["task"], "description": sweep["description"],
+                  "sweep_file": sweep["file"], "flags": list(flags), "order": [e["name"] for e in planned]})
+    for entry in planned:
+        record = state["entries"].setdefault(entry["name"], {})
+        made = entry_runs(out, entry["name"])
+        record.update({"config": entry["config"], "config_file": f"configs/{entry['name']}.yaml",
+                       "run_dir": str(made[-1].relative_to(out)) if made else None,
+                       "status": run_status(made[-1]) if made else "pending"})
+    runs.write_json(Path(out) / "sweep.json", state)
+
+
+# --------------------------------------------------------------------------- running
+
+
+def run_sweep(sweep, out, flags=(), train=None):
+    """Run every entry not yet finished; returns the exit code (0 done, 130 interrupted).
+
+    ``train(task, argv)`` defaults to ``cli.train``: the training CLI's own path.
+    """
+    import yaml
+
+    train = train or cli.train
+    out = Path(out)
+    cli.start_tensorflow()  # import it quietly now; each run seeds it again
+    planned = plan(sweep, out, flags)
+    state = check_out(out, sweep, planned)
+    (out / "configs").mkdir(parents=True, exist_ok=True)
+    for entry in planned:
+        runs.write_atomic(out / "configs" / f"{entry['name']}.yaml",
+                          f"# sweep {sweep['name']} ({sweep['file']}), entry {entry['name']}\n"
+                          + yaml.safe_dump(entry["values"], sort_keys=False))
+    write_state(out, sweep, planned, state, flags)
+    code = 0
+    try:
+        for i, entry in enumerate(planned, 1):
+            name = entry["name"]
+            made = entry_runs(out, name)
+            status = run_status(made[-1]) if made else None
+            head = f"[{i}/{len(planned)}] {name}"
+            if status in FINISHED:
+                print(f"{head}: {status} earlier ({made[-1]}), skipped", flush=True)
+                continue
+            if made:
+                argv = ["--resume", str(made[-1])]
+                print(f"{head}: resuming {made[-1]}", flush=True)
+            else:
+                argv = ["--config", str(out / "configs" / f"{name}.yaml"), *flags]
+                print(f"{head}: python -m tf_assign2.{sweep['task']} {' '.join(argv)}", flush=True)
+            result = train(sweep["task"], argv)
+            _release_memory()
+            write_state(out, sweep, planned, state, flags)
+            write_results(out, sweep, planned)
+            if result == 130:
+                code = 130
+                break
+    except KeyboardInterrupt:
+        code = 130
+    write_state(out, sweep, planned, state, flags)
+    rows = write_results(out, sweep, planned)
+    counts = {}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    print(f"sweep {sweep['name']}: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + f"; results in {out}/results.md",
+          flush=True)
+    if code == 130:
+        print(f"interrupted: re-run the same command to continue (python -m tf_assign2.sweep {sweep['file']}"
+              f" --out {out})", file=sys.stderr)
+    return code
+
+
+def _release_memory():
+    """Free the finished run's graphs and models before the next entry (one process runs them all)."""
+    import gc
+
+    import keras
+
+    keras.backend.clear_session()
+    gc.collect()
+
+
+# --------------------------------------------------------------------------- results
+
+
+def result_rows(out, planned):
+    """One row per entry: its resolved settings and the outcome of its latest run."""
+    rows = []
+    for entry in planned:
+        made = entry_runs(out, entry["name"])
+        row = run_row(entry["name"], entry["config"], made[-1] if made else None)
+        if made:
+            row["run_dir"] = str(made[-1].relative_to(out))
+        rows.append(row)
+    return rows
+
+
+def run_row(label, config, run_dir=None):
+    """A table row for one run: the settings that matter (blank where the model ignores them) and,
+    from the run's files, status, test accuracy, time and the per-epoch history. No run: pending."""
+    from tf_assign2 import train as trainer
+
+    row = {"entry": label, **{k: config.get(k) for k in SETTING_COLUMNS}}
+    if row["model"] == "lenet5":  # settings the model does not use are left blank
+        row.update(cell=None, units=None, layers=None)
+    if row["optimizer"] != "momentum":
+        row["momentum"] = None
+    row.update({k: None for k in RESULT_COLUMNS})
+    row.update(status="pending", history={}, path=None)
+    if run_dir is not None:
+        run_dir = Path(run_dir)
+        summary = runs.read_json(run_dir / "summary.json") if (run_dir / "summary.json").is_file() else {}
+        row.update({k: summary.get(k) for k in RESULT_COLUMNS if k in summary})
+        row.update(status=run_status(run_dir), run_dir=str(run_dir), path=run_dir,
+                   history=trainer.read_history(run_dir / "history.csv"))
+    return row
+
+
+def varying(rows, keys=SETTING_COLUMNS):
+    """The setting columns whose values differ between rows (what the sweep varies); blanks do not count."""
+    return [k for k in keys if len({json.dumps(r.get(k)) for r in rows if r.get(k) is not None}) > 1]
+
+
+def table_keys(rows):
+    """The settings a results table shows: what varies, and always the optimizer and learning rate."""
+    shown = set(varying(rows)) | {"optimizer", "lr"}
+    return [k for k in SETTING_COLUMNS if k in shown]
+
+
+def fmt(value, digits=4):
+    """A table cell: '' for None, ``digits`` decimals for floats (``%g`` below 0.01)."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.{digits}f}" if abs(value) >= 1e-2 or value == 0 else f"{value:g}"
+    return str(value)
+
+
+def write_results(out, sweep, planned):
+    """results.csv (every column), results.md (what varies + the outcome) and overlay.png."""
+    from tf_assign2 import viz
+
+    out = Path(out)
+    rows = result_rows(out, planned)
+    columns = ["entry", *SETTING_COLUMNS, *RESULT_COLUMNS]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: ("" if r.get(k) is None else r.get(k)) for k in columns} for r in rows)
+    runs.write_atomic(out / "results.csv", text.getvalue())
+    runs.write_atomic(out / "results.md", results_markdown(sweep, rows))
+    series = [(r["entry"], r["history"], r["status"]) for r in rows if r["history"]]
+    if series:
+        viz.plot_sweep_overlay(series, out / "overlay.png", title=f"sweep {sweep['name']}")
+    return rows
+
+
+def results_markdown(sweep, rows):
+    keys = table_keys(rows)
+    header = ["entry", *keys, "test accuracy", "status", "epochs", "train s", "images/s"]
+    title = f"# Sweep {sweep['name']} ({sweep['task']})" + (f": {sweep['description']}" if sweep["description"] else "")
+    lines = [title, "", f"From `{sweep['file']}`; one run per entry.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    best = max((r for r in rows if r["status"] == "completed"), key=lambda r: r["test_accuracy"], default=None)
+    for r in rows:
+        acc = fmt(r["test_accuracy"]) if r["status"] == "completed" else ("NaN" if r["status"] == "diverged" else "")
+        if r is best:
+            acc = f"**{acc}**"
+        status = r["status"] + (f" ({r['divergence']})" if r.get("divergence") else "")
+        cells = [r["entry"], *(f"{r[k]:g}" if isinstance(r[k], float) else fmt(r[k]) for k in keys), acc, status, fmt(r["epochs_completed"]),
+                 fmt(r["train_seconds"], 1), fmt(r["images_per_sec"], 0)]
+        lines.append("| " + " | ".join(cells) + " |")
+    if best:
+        lines += ["", f"Best: **{best['entry']}**, test accuracy {fmt(best['test_accuracy'])} ({best['run_dir']})."]
+    lines += ["", "![train loss and test accuracy per epoch](overlay.png)", ""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def parser():
+    p = cli.ArgumentParser(
+        prog="python -m tf_assign2.sweep", allow_abbrev=False,
+        description="Run every entry of a sweep file as a normal training run (resumable: re-run the same "
+                    "command), then write results.csv, results.md and overlay.png. Other flags (e.g. --epochs 5) "
+                    "are training flags applied to every entry.")
+    p.add_argument("sweep_file", help="a sweep YAML, e.g. configs/sweeps/cifar_optimizers.yaml")
+    p.add_argument("--out", default=None, help="sweep folder (default runs/sweeps/<sweep name>); re-use it to resume")
+    p.add_argument("--dry-run", action="store_true", help="check the sweep and list its entries; run nothing")
+    return p
+
+
+def main(argv=None):
+    args, flags = parser().parse_known_args(argv)
+    sweep = load_sweep(args.sweep_file)
+    out = Path(args.out) if args.out else default_out(sweep)
+    if args.dry_run:
+        planned = plan(sweep, out, flags)
+        check_out(out, sweep, planned)
+        for i, entry in enumerate(planned, 1):
+            made = entry_runs(out, entry["name"])
+            status = run_status(made[-1]) if made else "pending"
+            settings = ", ".join(f"{k}={v}" for k, v in dict(sweep["entries"])[entry["name"]].items())
+            print(f"[{i}/{len(planned)}] {entry['name']}: {settings or 'base settings'} ({status})")
+        print(f"{len(planned)} entries; outputs in {out}")
+        return 0
+    return run_sweep(sweep, out, flags)
+
+
+def console_main(argv=None):
+    return cli.run_cli(lambda: main(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(console_main())
