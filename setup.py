@@ -32,6 +32,7 @@ setup(
             "tf-assign2-cifar=tf_assign2.cifar:main",
             "tf-assign2-mnist=tf_assign2.mnist:main",
             "tf-assign2-evaluate=tf_assign2.cli:evaluate_main",
+            "tf-assign2-tune=tf_assign2.tune:main",
             "tf-assign2-visualize=tf_assign2.visualize:console_main",
         ]
     },

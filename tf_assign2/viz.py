@@ -333,3 +333,55 @@ def plot_sweep_overlay(series, path, title=""):
     if title:
         fig.suptitle(title)
     _save(fig, path)
+
+
+# --------------------------------------------------------------------------- tuning
+
+
+def plot_search(points, path, marker_by, color_by="optimizer", title=""):
+    """The tuner's search.png: best validation accuracy against learning rate, one point per trial.
+
+    ``points`` are dicts with ``lr``, ``val_accuracy`` (None for failed trials) and the
+    ``marker_by`` (units or cell) and ``color_by`` values. Failed (diverged) trials are red
+    crosses on the bottom edge, so a learning rate that blows up is visible too; the best
+    trial is ringed. Written through a temporary file, so the PNG is never half-written.
+    """
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    markers = ["o", "s", "^", "D", "v", "P", "X", "*"]
+    marker_values = sorted({p[marker_by] for p in points}, key=str)
+    color_values = sorted({p[color_by] for p in points}, key=str)
+    colors = plt.get_cmap("tab10")
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    done = [p for p in points if p["val_accuracy"] is not None]
+    for p in done:
+        ax.scatter(p["lr"], p["val_accuracy"], s=60, alpha=0.85, edgecolors="black", linewidths=0.5,
+                   marker=markers[marker_values.index(p[marker_by]) % len(markers)],
+                   color=colors(color_values.index(p[color_by]) % 10))
+    low = min([p["val_accuracy"] for p in done] or [0.0])
+    floor = max(0.0, low - 0.05)
+    failed = [p for p in points if p["val_accuracy"] is None]
+    if failed:
+        ax.scatter([p["lr"] for p in failed], [floor] * len(failed), marker="x", s=70, color="red",
+                   label=f"failed / diverged ({len(failed)})", clip_on=False, zorder=3)
+    if done:
+        best = max(done, key=lambda p: p["val_accuracy"])
+        ax.scatter(best["lr"], best["val_accuracy"], s=260, facecolors="none", edgecolors="red", linewidths=1.5,
+                   label=f"best: trial {best['trial_id']} ({best['val_accuracy']:.3f})")
+    for i, value in enumerate(marker_values):  # legend entries for shapes (grey) and colours (squares)
+        ax.scatter([], [], marker=markers[i % len(markers)], color="grey", label=f"{marker_by} {value}")
+    for i, value in enumerate(color_values):
+        ax.scatter([], [], marker="s", color=colors(i % 10), label=f"{color_by} {value}")
+    ax.set_xscale("log")
+    ax.set_ylim(bottom=floor)
+    ax.set(xlabel="learning rate (log scale)", ylabel="best validation accuracy", title=title or "search")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    try:
+        _save(fig, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,292 @@
+"""The tuner as a user runs it: spaces, a small search and its outputs, resume, failures, chief + workers."""
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import DATA, ROOT, run_cli
+from tf_assign2 import tune
+from tf_assign2.errors import UsageError
+
+
+def _tiny(data_root, tmp_path, *extra, task="cifar", epochs=("--epochs", "1")):
+    folder = "CIFAR10" if task == "cifar" else "MNIST"
+    return [task, "--data-dir", str(data_root / folder), "--ntrain", "10", "--ntest", "3", *epochs,
+            "--directory", str(tmp_path / "tune"), "--no-visualize", "--no-test-curve", *extra]
+
+
+def _rows(project):
+    with (project / "trials.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def _trial_files(project):
+    return {p.parent.name: p.read_bytes() for p in sorted(project.glob("trial_*/trial.json"))}
+
+
+# --------------------------------------------------------------------------- spaces (no TensorFlow)
+
+
+@pytest.mark.parametrize("task", ["cifar", "mnist"])
+def test_shipped_space_files_are_the_defaults(task):
+    assert tune.load_space(ROOT / "configs" / "tune" / f"{task}.yaml", task) == tune.default_space(task)
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("lr: {min: 1.0e-4, max: 1.0e-2}\nfc_unit: [256, 512]\n", "unknown hyperparameter 'fc_unit' for cifar (did you mean fc_units?)"),
+        ("learning_rate: 0.01\n", "unknown hyperparameter 'learning_rate'"),
+        ("cell: [lstm, gru]\n", "unknown hyperparameter 'cell' for cifar"),
+        ("lr: {min: 1.0e-2, max: 1.0e-4}\n", "lr: min 0.01 must be below max 0.0001"),
+        ("lr: {min: 0, max: 0.1, sampling: log}\n", "lr: min: 0; expected a learning rate in (0, 10]"),
+        ("momentum: {min: 0.0, max: 0.99, sampling: log}\n", "log sampling needs min > 0"),
+        ("lr: {min: 1.0e-4, mx: 1.0e-2}\n", "unknown field 'mx'"),
+        ("lr: {min: 1.0e-4}\n", "needs both min and max"),
+        ("optimizer: [adam, adamm]\n", "optimizer: 'adamm'; expected one of"),
+        ("fc_units: [256, 256]\n", "repeated choices"),
+        ("fc_units: [256.5]\n", "expected an integer"),
+        ("fc_units: {min: 64, max: 512, step: 1000}\n", "step 1000"),
+        ("optimizer: {min: 1, max: 2}\n", "a range is not possible here"),
+        ("lr: []\n", "empty list"),
+        ("- lr\n", "expected a mapping"),
+        ("lr: [0.1\n", "not valid YAML"),
+    ],
+)
+def test_bad_spaces_are_rejected_with_the_file_and_key(tmp_path, text, needle):
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    with pytest.raises(UsageError) as error:
+        tune.load_space(path, "cifar")
+    assert str(error.value).startswith(f"--space {path}: ") and needle in str(error.value), str(error.value)
+
+
+def test_space_accepts_yaml_text_numbers_and_fixed_values(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text("lr: {min: 1e-4, max: 1e-2, sampling: log}\noptimizer: adam\nunits: [64, 128]\ncell: gru\n")
+    assert tune.load_space(path, "mnist") == {
+        "lr": {"min": 1e-4, "max": 1e-2, "sampling": "log"}, "optimizer": "adam", "units": [64, 128], "cell": "gru",
+    }
+
+
+def test_typo_in_space_is_one_line_exit_2_and_no_project(data_root, tmp_path):
+    space = tmp_path / "typo.yaml"
+    space.write_text("lr: {min: 1.0e-4, max: 1.0e-2, sampling: log}\noptimiser: [adam, sgd]\n")
+    done = run_cli("tf_assign2.tune", *_tiny(data_root, tmp_path, "--space", str(space)), timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip() == f"error: --space {space}: unknown hyperparameter 'optimiser' for cifar (did you mean optimizer?)"
+    assert not (tmp_path / "tune").exists()
+
+
+@pytest.mark.parametrize(
+    "chief, worker, environ, expected",
+    [
+        (None, None, {}, ("standalone", {})),
+        ("0.0.0.0:8000", None, {}, ("chief", {"KERASTUNER_ORACLE_IP": "0.0.0.0", "KERASTUNER_ORACLE_PORT": "8000",
+                                              "KERASTUNER_TUNER_ID": "chief"})),
+        ("10.0.0.1:8000", "tuner3", {}, ("worker", {"KERASTUNER_ORACLE_IP": "10.0.0.1", "KERASTUNER_ORACLE_PORT": "8000",
+                                                   "KERASTUNER_TUNER_ID": "tuner3"})),
+        (None, "tuner1", {"KERASTUNER_ORACLE_IP": "h", "KERASTUNER_ORACLE_PORT": "9"}, ("worker", {"KERASTUNER_TUNER_ID": "tuner1"})),
+        (None, None, {"KERASTUNER_ORACLE_IP": "h", "KERASTUNER_ORACLE_PORT": "9", "KERASTUNER_TUNER_ID": "chief"}, ("chief", {})),
+        (None, None, {"KERASTUNER_ORACLE_IP": "h", "KERASTUNER_ORACLE_PORT": "9", "KERASTUNER_TUNER_ID": "t0"}, ("worker", {})),
+    ],
+)
+def test_distributed_roles(chief, worker, environ, expected):
+    assert tune.distribution(chief, worker, environ) == expected
+
+
+@pytest.mark.parametrize(
+    "chief, worker, environ, needle",
+    [
+        (None, "tuner0", {}, "--worker tuner0: also give --chief HOST:PORT"),
+        ("8000", None, {}, "--chief 8000: expected HOST:PORT"),
+        ("host:80000", None, {}, "expected a port number"),
+        ("host:8000", "chief2", {}, "without 'chief'"),
+        (None, None, {"KERASTUNER_ORACLE_IP": "h"}, "KERASTUNER_ORACLE_PORT and KERASTUNER_TUNER_ID is not"),
+    ],
+)
+def test_bad_distributed_settings(chief, worker, environ, needle):
+    with pytest.raises(UsageError, match=needle.replace("(", r"\(")):
+        tune.distribution(chief, worker, environ)
+
+
+# --------------------------------------------------------------------------- searches (in-process)
+
+
+def test_random_search_writes_every_output_and_evaluate_reads_the_best_run(data_root, tmp_path, capsys):
+    assert tune.main(_tiny(data_root, tmp_path, "--max-trials", "2")) == 0
+    out = capsys.readouterr().out
+    project = tmp_path / "tune" / "cifar-random"
+    rows = _rows(project)
+    assert [r["trial_id"] for r in rows] == ["0", "1"] and out.count("trial done: ") == 2
+    assert {r["status"] for r in rows} == {"completed"}
+    for row in rows:
+        assert 1e-4 <= float(row["lr"]) <= 1e-2 and row["optimizer"] in ("adam", "momentum", "rmsprop")
+        assert row["fc_units"] in ("256", "512", "1024") and row["epochs"] == "1"
+        assert 0 <= float(row["val_accuracy"]) <= 1 and float(row["seconds"]) > 0 and float(row["rss_mb"]) > 0
+    assert rows[0]["lr"] != rows[1]["lr"]
+
+    best = json.loads((project / "best_hyperparameters.json").read_text())
+    best_row = max(rows, key=lambda r: float(r["val_accuracy"]))
+    assert best["val_accuracy"] == pytest.approx(float(best_row["val_accuracy"]))
+    assert best["hyperparameters"]["lr"] == pytest.approx(float(best_row["lr"]))
+    assert (project / "search.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    run_dir = Path(best["run_dir"])
+    assert run_dir.parent == project / "best" and (run_dir / "saved_model").is_dir()
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["lr"] == best["hyperparameters"]["lr"] and saved["fc_units"] == best["hyperparameters"]["fc_units"]
+    assert list(saved["conv_filters"]) == [best["hyperparameters"]["conv1_filters"], best["hyperparameters"]["conv2_filters"]]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["test_accuracy"] == best["test_accuracy"]
+    # The search never saw the test split: the trials were trained and scored on train/val only.
+    assert saved["data_info"]["n_test"] == 30 and saved["data_info"]["n_val"] == 10
+
+    evaluated = run_cli("tf_assign2.evaluate", str(run_dir), timeout=120)
+    assert evaluated.returncode == 0, evaluated.stderr
+    (eval_dir,) = run_dir.glob("eval-*")
+    assert json.loads((eval_dir / "eval.json").read_text())["accuracy"] == summary["test_accuracy"]
+
+
+def test_resume_continues_without_rerunning_finished_trials(data_root, tmp_path, capsys, monkeypatch):
+    args = _tiny(data_root, tmp_path, "--max-trials", "3")
+    project = tmp_path / "tune" / "cifar-random"
+    real_fit, calls = tune.SearchModel.fit, []
+
+    def fit_then_interrupt(self, *a, **k):  # Ctrl-C during the second trial
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_fit(self, *a, **k)
+
+    monkeypatch.setattr(tune.SearchModel, "fit", fit_then_interrupt)
+    assert tune.main(args) == 130
+    assert [(r["trial_id"], r["status"]) for r in _rows(project)] == [("0", "completed"), ("1", "running")]
+    first = _trial_files(project)["trial_0"]
+    capsys.readouterr()
+
+    monkeypatch.setattr(tune.SearchModel, "fit", real_fit)
+    assert tune.main(args) == 0
+    out = capsys.readouterr().out
+    assert "continuing the search" in out and out.count("trial done: ") == 2  # trials 1 (again) and 2
+    assert _trial_files(project)["trial_0"] == first
+    assert [(r["trial_id"], r["status"]) for r in _rows(project)] == [(i, "completed") for i in ("0", "1", "2")]
+
+    # The same command once more: nothing is trained again, not even the best model.
+    files = _trial_files(project)
+    assert tune.main(args) == 0
+    out = capsys.readouterr().out
+    assert "trial done" not in out and "best model already retrained" in out, out
+    assert _trial_files(project) == files and len(list((project / "best").iterdir())) == 1
+
+    # Other settings are refused; --overwrite starts again.
+    assert tune.main(_tiny(data_root, tmp_path, "--max-trials", "3", "--batch-size", "25")) == 2
+    assert "config.batch_size differ" in capsys.readouterr().err
+    assert tune.main(_tiny(data_root, tmp_path, "--max-trials", "1", "--overwrite")) == 0
+    assert [r["trial_id"] for r in _rows(project)] == ["0"]
+
+
+def test_diverged_trials_are_failed_and_an_all_failed_search_exits_1(data_root, tmp_path, capsys):
+    mixed = tmp_path / "mixed.yaml"
+    mixed.write_text("lr: [1.0e-3, 10.0]\noptimizer: sgd\n")
+    assert tune.main(_tiny(data_root, tmp_path, "--max-trials", "2", "--space", str(mixed))) == 0
+    rows = {r["lr"]: r for r in _rows(tmp_path / "tune" / "cifar-random")}
+    assert rows["10.0"]["status"] == "failed" and rows["10.0"]["val_accuracy"] == ""
+    assert rows["10.0"]["note"] == "diverged (NaN/Inf loss) in epoch 1" and rows["10.0"]["optimizer"] == "sgd"
+    assert rows["0.001"]["status"] == "completed"
+    best = json.loads((tmp_path / "tune" / "cifar-random" / "best_hyperparameters.json").read_text())
+    assert best["hyperparameters"]["lr"] == 0.001 and best["status"] == "completed"
+    capsys.readouterr()
+
+    hopeless = tmp_path / "hopeless.yaml"
+    hopeless.write_text("lr: 10.0\noptimizer: sgd\n")
+    assert tune.main(_tiny(data_root, tmp_path, "--space", str(hopeless), "--project-name", "hopeless")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: every trial failed (1 of 1): diverged"), err
+    assert not (tmp_path / "tune" / "hopeless" / "best").exists()
+
+
+def test_mnist_bayesian_and_hyperband(data_root, tmp_path, capsys):
+    space = tmp_path / "rnn.yaml"
+    space.write_text("lr: {min: 1.0e-3, max: 1.0e-2, sampling: log}\ncell: [rnn, gru]\nunits: [16, 32]\n")
+    bayes = _tiny(data_root, tmp_path, "--tuner", "bayesian", "--max-trials", "3", "--initial-points", "1",
+                  "--space", str(space), task="mnist")
+    assert tune.main(bayes) == 0
+    rows = _rows(tmp_path / "tune" / "mnist-bayesian")
+    assert len(rows) == 3 and {r["status"] for r in rows} == {"completed"} and {r["cell"] for r in rows} <= {"rnn", "gru"}
+    config = json.loads((Path(json.loads((tmp_path / "tune" / "mnist-bayesian" / "best_hyperparameters.json")
+                                         .read_text())["run_dir"]) / "config.json").read_text())
+    assert config["model"] == "rnn" and config["cell"] in ("rnn", "gru") and config["units"] in (16, 32)
+
+    hyper = _tiny(data_root, tmp_path, "--tuner", "hyperband", "--max-epochs", "2", "--factor", "2",
+                  "--space", str(space), task="mnist", epochs=())
+    assert tune.main(hyper) == 0
+    rows = _rows(tmp_path / "tune" / "mnist-hyperband")
+    assert {r["status"] for r in rows} == {"completed"} and {r["tuner/epochs"] for r in rows} == {"1", "2"}
+    continued = [r for r in rows if r["tuner/initial_epoch"] == "1"]
+    assert continued and all(r["epochs"] == "2" and r["tuner/trial_id"] for r in continued)
+    capsys.readouterr()
+    assert tune.main(hyper + ["--epochs", "2"]) == 2
+    assert "--epochs is for --tuner random or bayesian, not hyperband (use --max-epochs)" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- distributed
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(path, text, process, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if path.is_file() and text in path.read_text():
+            return
+        if process.poll() is not None:
+            break
+        time.sleep(0.5)
+    raise AssertionError(f"{path.name}: no {text!r}:\n{path.read_text() if path.is_file() else ''}")
+
+
+def test_chief_and_two_workers_complete_a_search(data_root, tmp_path):
+    """One chief and two workers on 127.0.0.1; every trial is run by a worker, both workers run some."""
+    args = [sys.executable, "-m", "tf_assign2.tune", *_tiny(data_root, tmp_path, "--max-trials", "6", "--epochs", "2"),
+            "--chief", f"127.0.0.1:{_free_port()}"]
+    env = {**os.environ, "TF_ASSIGN2_DATA": str(DATA), "PYTHONUNBUFFERED": "1"}
+    logs = {name: tmp_path / f"{name}.log" for name in ("chief", "tuner0", "tuner1")}
+    processes = {}
+    try:
+        # The chief first: a worker that waits for it backs off (gRPC reconnects ever more slowly).
+        with logs["chief"].open("w") as log:
+            processes["chief"] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+        _wait_for(logs["chief"], "chief: serving the oracle", processes["chief"], 120)
+        for worker in ("tuner0", "tuner1"):
+            with logs[worker].open("w") as log:
+                processes[worker] = subprocess.Popen(args + ["--worker", worker], stdout=log,
+                                                     stderr=subprocess.STDOUT, env=env)
+        for name, process in processes.items():
+            assert process.wait(timeout=300) == 0, logs[name].read_text()
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    ran = {worker: logs[worker].read_text().count(f"trial done on {worker}:") for worker in ("tuner0", "tuner1")}
+    assert all(ran.values()) and sum(ran.values()) == 6, ran
+    for worker in ran:
+        assert f"worker {worker}: search finished; {ran[worker]} trials ran here" in logs[worker].read_text()
+    project = tmp_path / "tune" / "cifar-random"
+    rows = _rows(project)
+    assert len(rows) == 6 and {r["status"] for r in rows} == {"completed"} and {r["epochs"] for r in rows} == {"2"}
+    assert "trial done" not in logs["chief"].read_text()  # the chief only serves the oracle
+    best = json.loads((project / "best_hyperparameters.json").read_text())
+    assert json.loads((Path(best["run_dir"]) / "summary.json").read_text())["status"] == "completed"

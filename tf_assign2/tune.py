@@ -1,0 +1,715 @@
+"""keras-tuner searches over the shared models: `python -m tf_assign2.tune cifar|mnist`.
+
+The assignment asks students to search learning rate, training method and hidden units.
+This module turns that into one resumable command:
+
+    search space (defaults below, or a YAML file in configs/tune/)
+        -> a keras-tuner HyperModel that builds the models of ``models.py`` and trains them
+           on the train split, scored on the validation split (the test split is never seen)
+        -> RandomSearch | BayesianOptimization | Hyperband, objective val_accuracy
+        -> trials.csv, best_hyperparameters.json, search.png in the project directory
+        -> the best hyperparameters retrained with ``train.run``: a normal run directory
+           (SavedModel, test accuracy) under ``<project>/best/``.
+
+keras-tuner keeps its state in the project directory, so re-running the same command
+continues the search and never reruns a finished trial (``--overwrite`` starts again).
+Diverged trials (NaN/Inf loss) report a NaN objective, which keras-tuner 1.4 records as a
+FAILED trial; the search goes on. Scale-out uses keras-tuner's own chief/worker mode over
+gRPC (``--chief HOST:PORT``, ``--worker ID`` or the ``KERASTUNER_*`` variables).
+
+Nothing here imports TensorFlow at module level, so ``--help`` and input errors answer at once.
+"""
+
+import csv
+import dataclasses
+import difflib
+import io
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from tf_assign2 import cli
+from tf_assign2.config import CELLS, OPTIMIZERS, TASKS
+from tf_assign2.errors import UsageError
+
+TUNERS = ("random", "bayesian", "hyperband")
+OBJECTIVE = "val_accuracy"
+SAMPLINGS = ("linear", "log")
+RANGE_FIELDS = ("min", "max", "step", "sampling")
+# keras-tuner stops a search after this many consecutive failed trials (default 3); the
+# issue wants the search to go on, and to fail only when every trial failed.
+NEVER = 2**31
+
+# --------------------------------------------------------------------------- search spaces
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """What one tunable hyperparameter accepts: its type, tasks, and valid values."""
+
+    type: type
+    tasks: tuple
+    ok: object
+    expected: str
+
+
+HYPERPARAMETERS = {
+    "lr": Rule(float, TASKS, lambda v: 0 < v <= 10, "a learning rate in (0, 10]"),
+    "optimizer": Rule(str, TASKS, lambda v: v in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
+    "momentum": Rule(float, TASKS, lambda v: 0 <= v < 1, "a momentum in [0, 1)"),
+    "batch_size": Rule(int, TASKS, lambda v: v >= 1, "an integer >= 1"),
+    "fc_units": Rule(int, ("cifar",), lambda v: v >= 1, "an integer >= 1"),
+    "conv1_filters": Rule(int, ("cifar",), lambda v: v >= 1, "an integer >= 1"),
+    "conv2_filters": Rule(int, ("cifar",), lambda v: v >= 1, "an integer >= 1"),
+    "cell": Rule(str, ("mnist",), lambda v: v in CELLS, f"one of {', '.join(CELLS)}"),
+    "units": Rule(int, ("mnist",), lambda v: v >= 1, "an integer >= 1"),
+    "layers": Rule(int, ("mnist",), lambda v: 1 <= v <= 8, "an integer in 1..8"),
+}
+
+# The issue's spaces; configs/tune/{cifar,mnist}.yaml hold the same, as files to copy and edit.
+# "momentum" is SGD with momentum 0.9 (config.momentum). Conv filters go one step either
+# side of the starter's 32/64.
+LR_RANGE = {"min": 1e-4, "max": 1e-2, "sampling": "log"}
+DEFAULT_SPACES = {
+    "cifar": {
+        "lr": LR_RANGE,
+        "optimizer": ["adam", "momentum", "rmsprop"],
+        "fc_units": [256, 512, 1024],
+        "conv1_filters": [16, 32, 64],
+        "conv2_filters": [32, 64, 128],
+    },
+    "mnist": {
+        "lr": LR_RANGE,
+        "optimizer": ["adam", "momentum", "rmsprop"],
+        "cell": ["rnn", "lstm", "gru"],
+        "units": {"min": 32, "max": 256, "step": 32},
+    },
+}
+# search.png: marker shape by this hyperparameter, colour by optimizer.
+MARKER_BY = {"cifar": "fc_units", "mnist": "cell"}
+
+
+def default_space(task):
+    """The built-in space, in the same checked form a YAML file gives."""
+    return validate_space(DEFAULT_SPACES[task], task, "built-in space")
+
+
+def load_space(path, task):
+    """Read and validate a YAML search space; the file is the whole space.
+
+    Each key names a hyperparameter; its value is a list (a choice), a mapping
+    ``{min, max, step, sampling}`` (a range, sampling linear or log) or one value (fixed).
+    Hyperparameters the file does not name keep the normal training default.
+    """
+    import yaml
+
+    try:
+        values = yaml.safe_load(Path(path).read_text())
+    except OSError as e:
+        raise UsageError(f"--space {path}: cannot read ({e.strerror or e})") from None
+    except yaml.YAMLError as e:
+        raise UsageError(f"--space {path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(values, dict) or not values:
+        raise UsageError(f"--space {path}: expected a mapping of hyperparameter names to choices or ranges")
+    return validate_space(values, task, f"--space {path}")
+
+
+def validate_space(values, task, where):
+    """Check every entry of a space (unknown names, bad values, bad ranges); returns a clean copy."""
+    allowed = [name for name, rule in HYPERPARAMETERS.items() if task in rule.tasks]
+    space = {}
+    for key, value in values.items():
+        name = str(key)
+        if name not in allowed:
+            close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}?" if close else f"expected one of {', '.join(allowed)}"
+            raise UsageError(f"{where}: unknown hyperparameter '{name}' for {task} ({hint})")
+        space[name] = _check_entry(name, value, HYPERPARAMETERS[name], f"{where}: {name}")
+    return space
+
+
+def _check_entry(name, value, rule, where):
+    if isinstance(value, list):
+        if not value:
+            raise UsageError(f"{where}: empty list; expected at least one choice")
+        choices = [_check_value(v, rule, where) for v in value]
+        if len(set(choices)) != len(choices):
+            raise UsageError(f"{where}: repeated choices in {value}")
+        return choices
+    if isinstance(value, dict):
+        return _check_range(value, rule, where)
+    return _check_value(value, rule, where)
+
+
+def _check_range(value, rule, where):
+    if rule.type is str:
+        raise UsageError(f"{where}: a range is not possible here; expected a list of choices or one value")
+    unknown = [str(k) for k in value if k not in RANGE_FIELDS]
+    if unknown:
+        raise UsageError(f"{where}: unknown field '{unknown[0]}'; a range has {', '.join(RANGE_FIELDS)}")
+    if "min" not in value or "max" not in value:
+        raise UsageError(f"{where}: a range needs both min and max")
+    low, high = _check_value(value["min"], rule, f"{where}: min"), _check_value(value["max"], rule, f"{where}: max")
+    if not low < high:
+        raise UsageError(f"{where}: min {low} must be below max {high}")
+    sampling = value.get("sampling", "linear")
+    if sampling not in SAMPLINGS:
+        raise UsageError(f"{where}: sampling {sampling!r}; expected linear or log")
+    if sampling == "log" and low <= 0:
+        raise UsageError(f"{where}: log sampling needs min > 0, got {low}")
+    checked = {"min": low, "max": high, "sampling": sampling}
+    if value.get("step") is not None:
+        step = _number(value["step"], rule.type, f"{where}: step")
+        # keras-tuner's step is added for linear sampling and multiplies for log sampling.
+        if (sampling == "log" and not step > 1) or (sampling == "linear" and not 0 < step <= high - low):
+            expected = "a factor > 1 for log sampling" if sampling == "log" else f"a number in (0, {high - low}]"
+            raise UsageError(f"{where}: step {step}; expected {expected}")
+        checked["step"] = step
+    return checked
+
+
+def _check_value(value, rule, where):
+    if rule.type is str:
+        if not isinstance(value, str) or not rule.ok(value):
+            raise UsageError(f"{where}: {value!r}; expected {rule.expected}")
+        return value
+    number = _number(value, rule.type, where)
+    if not rule.ok(number):
+        raise UsageError(f"{where}: {value!r}; expected {rule.expected}")
+    return number
+
+
+def _number(value, kind, where):
+    """YAML numbers (or numeric text: PyYAML reads ``1e-4`` without a dot as a string)."""
+    if isinstance(value, bool):
+        value = None
+    try:
+        if kind is int:
+            number = int(value) if isinstance(value, (int, str)) else None
+        else:
+            number = float(value) if isinstance(value, (int, float, str)) else None
+    except ValueError:
+        number = None
+    if number is None or (kind is float and not math.isfinite(number)):
+        raise UsageError(f"{where}: {value!r}; expected {'an integer' if kind is int else 'a number'}")
+    return number
+
+
+def declare(hp, name, spec):
+    """Declare one space entry on a keras_tuner.HyperParameters and return this trial's value."""
+    if isinstance(spec, list):
+        return hp.Choice(name, spec) if len(spec) > 1 else hp.Fixed(name, spec[0])
+    if isinstance(spec, dict):
+        make = hp.Int if HYPERPARAMETERS[name].type is int else hp.Float
+        return make(name, spec["min"], spec["max"], step=spec.get("step"), sampling=spec["sampling"])
+    return hp.Fixed(name, spec)
+
+
+def trial_config(base, values):
+    """The run config of one trial: the base settings with the trial's hyperparameter values.
+
+    ``values`` may hold keras-tuner's own ``tuner/...`` entries (Hyperband); they are ignored.
+    """
+    fields = {k: v for k, v in values.items() if k in HYPERPARAMETERS and not k.startswith("conv")}
+    conv = list(base.conv_filters)
+    conv[0] = values.get("conv1_filters", conv[0])
+    conv[1] = values.get("conv2_filters", conv[1])
+    return dataclasses.replace(base, **fields, conv_filters=tuple(conv))
+
+
+# --------------------------------------------------------------------------- the hypermodel
+
+
+class SearchModel:
+    """What one trial builds and trains. ``make_hypermodel`` mixes it into keras_tuner.HyperModel.
+
+    ``build`` calls the shared builder (``models.build``) and ``train.compile_model``, so a
+    trial's model is exactly the model a normal run of those settings trains. ``fit`` trains
+    on the train split and validates on the validation split: the only data ``search`` gets.
+    """
+
+    def __init__(self, base, space, info, worker=None):
+        super().__init__(name=f"{base.task}-search")
+        self.base, self.space, self.info, self.worker = base, space, info, worker
+        self.trials_run = 0
+
+    def config(self, hp):
+        from tf_assign2 import train
+
+        values = {name: declare(hp, name, spec) for name, spec in self.space.items()}
+        return train.resolve_execution(trial_config(self.base, values))
+
+    def build(self, hp):
+        import keras
+
+        from tf_assign2 import data, models, train
+
+        cfg = self.config(hp)
+        keras.utils.set_random_seed(cfg.seed)  # every trial starts from the same seed: a fair comparison
+        model = models.build(cfg, self.info.image_shape, self.info.num_classes)
+        steps = data.steps_per_epoch(self.info.n_train, cfg.batch_size)
+        train.compile_model(model, cfg, train.resolve_steps_per_execution(cfg, steps), cfg.epochs * steps)
+        return model
+
+    def fit(self, hp, model, train_x, train_y, val_x, val_y, epochs=None, initial_epoch=0, callbacks=(), verbose=2):
+        """Train one trial; returns the metrics keras-tuner records (val_accuracy NaN if it diverged)."""
+        import keras
+        import numpy as np
+
+        from tf_assign2 import data, train
+
+        cfg = self.config(hp)
+        divergence = train.DivergenceStop()
+        started = time.perf_counter()
+        history = model.fit(
+            data.train_dataset(train_x, train_y, cfg.batch_size, cfg.seed, initial_epoch),
+            epochs=epochs or cfg.epochs,
+            initial_epoch=initial_epoch,  # Hyperband continues a trial from its parent's weights
+            steps_per_epoch=data.steps_per_epoch(len(train_y), cfg.batch_size),
+            validation_data=data.eval_dataset(val_x, val_y, 256),
+            shuffle=False,
+            callbacks=[divergence, keras.callbacks.TerminateOnNaN(), *callbacks],
+            verbose=verbose,
+        ).history
+        seconds = time.perf_counter() - started
+        losses = history.get("loss", [])
+        diverged = bool(
+            divergence.reason
+            or not all(math.isfinite(v) for v in losses)
+            or not all(np.isfinite(w).all() for w in model.get_weights())
+        )
+        accuracies = [v for v in history.get(OBJECTIVE, []) if math.isfinite(v)]
+        result = {
+            OBJECTIVE: float("nan") if diverged or not accuracies else max(accuracies),
+            "epochs": float(initial_epoch + len(losses)),
+            "seconds": round(seconds, 2),
+            "rss_mb": train.resident_memory_mb(),
+            "diverged": float(diverged),
+        }
+        self.trials_run += 1
+        where = f" on {self.worker}" if self.worker else ""
+        outcome = "diverged" if diverged else f"{OBJECTIVE} {result[OBJECTIVE]:.4f}"
+        print(f"trial done{where}: {outcome} after {len(losses)} epochs in {seconds:.1f} s "
+              f"({_describe(hp.values)})", flush=True)
+        return result
+
+
+def make_hypermodel(base, space, info, worker=None):
+    """A keras_tuner.HyperModel around ``SearchModel``, made here so this module loads without TensorFlow."""
+    import keras_tuner
+
+    hypermodel_class = type("SearchHyperModel", (SearchModel, keras_tuner.HyperModel), {})
+    return hypermodel_class(base, space, info, worker)
+
+
+def make_tuner(kind, hypermodel, project_dir, epochs, seed, max_trials=None, initial_points=None, factor=3):
+    import keras_tuner
+
+    common = {
+        "hypermodel": hypermodel,
+        "objective": keras_tuner.Objective(OBJECTIVE, direction="max"),
+        # keras-tuner reads seed 0 as "pick one at random"; shift so every seed is kept.
+        "seed": seed % 2**31 + 1,
+        "directory": str(project_dir.parent),
+        "project_name": project_dir.name,
+        "overwrite": False,  # --overwrite is handled by prepare_project (keeps search.json)
+        "max_retries_per_trial": 0,
+        "max_consecutive_failed_trials": NEVER,
+    }
+    if kind == "random":
+        return keras_tuner.RandomSearch(max_trials=max_trials, **common)
+    if kind == "bayesian":
+        return keras_tuner.BayesianOptimization(max_trials=max_trials, num_initial_points=initial_points, **common)
+    return keras_tuner.Hyperband(max_epochs=epochs, factor=factor, **common)
+
+
+# --------------------------------------------------------------------------- distributed mode
+
+TUNER_ID, ORACLE_IP, ORACLE_PORT = "KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"
+
+
+def distribution(chief=None, worker=None, environ=None):
+    """Settle this process's role from --chief/--worker or the KERASTUNER_* variables.
+
+    Returns ``(role, env)``: role is "standalone", "chief" or "worker"; env holds the
+    variables keras-tuner must see (flags win over the environment). keras-tuner treats any
+    tuner ID containing "chief" as the chief, so worker IDs may not contain it.
+    """
+    environ = dict(os.environ if environ is None else environ)
+    env = {}
+    if chief is not None:
+        host, sep, port = chief.rpartition(":")
+        if not sep or not host:
+            raise UsageError(f"--chief {chief}: expected HOST:PORT, e.g. 10.0.0.1:8000 (0.0.0.0:8000 on the chief)")
+        env = {ORACLE_IP: host.strip("[]"), ORACLE_PORT: port, TUNER_ID: worker or "chief"}
+    elif worker is not None:
+        if ORACLE_IP not in environ or ORACLE_PORT not in environ:
+            raise UsageError(f"--worker {worker}: also give --chief HOST:PORT (or set {ORACLE_IP} and {ORACLE_PORT})")
+        env = {TUNER_ID: worker}
+    elif ORACLE_IP in environ:
+        missing = [name for name in (ORACLE_PORT, TUNER_ID) if not environ.get(name)]
+        if missing:
+            raise UsageError(f"{ORACLE_IP} is set but {' and '.join(missing)} is not: set both, or use --chief/--worker")
+    else:
+        return "standalone", {}
+    merged = {**environ, **env}
+    port = merged[ORACLE_PORT]
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise UsageError(f"oracle port {port!r} (--chief or {ORACLE_PORT}): expected a port number 1..65535")
+    tuner_id = merged[TUNER_ID]
+    if worker is not None and ("chief" in worker or not re.fullmatch(r"[A-Za-z0-9_.-]+", worker)):
+        raise UsageError(f"--worker {worker}: expected an ID of letters, digits, _ . - without 'chief' (e.g. tuner0)")
+    return ("chief" if "chief" in tuner_id else "worker"), env
+
+
+# --------------------------------------------------------------------------- project directory
+
+
+def settings_record(args, base, space, info):
+    """The settings a project is bound to; resuming with other settings would mix two searches."""
+    from tf_assign2.config import to_dict
+
+    ignored = {"runs_dir", "visualize", "test_curve", "export", "data_dir", "source", "tfds_data_dir"}
+    return {
+        "task": args.task,
+        "tuner": args.tuner,
+        "space": space,
+        "factor": args.factor if args.tuner == "hyperband" else None,
+        "config": {k: v for k, v in to_dict(base).items() if k not in ignored},
+        "data": {"dataset": info.dataset, "n_train": info.n_train, "n_val": info.n_val,
+                 "image_shape": list(info.image_shape), "num_classes": info.num_classes},
+    }
+
+
+def prepare_project(project_dir, record, overwrite):
+    """Start, continue (same settings) or, with --overwrite, restart a project directory."""
+    from tf_assign2 import runs
+
+    marker = project_dir / "search.json"
+    if overwrite and project_dir.exists():
+        if any(project_dir.iterdir()) and not (marker.is_file() or (project_dir / "oracle.json").is_file()):
+            raise UsageError(f"--overwrite: {project_dir} is not a tuning project (no search.json); not deleting it")
+        shutil.rmtree(project_dir)
+    try:
+        project_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--directory: cannot create {project_dir} ({e.strerror or e})") from None
+    if marker.is_file():
+        changed = _differences(runs.read_json(marker), json.loads(json.dumps(record)))
+        if changed:
+            raise UsageError(
+                f"{project_dir} holds a search with other settings ({', '.join(changed)} differ): "
+                "repeat its command to continue it, add --overwrite to start again, or choose another --project-name"
+            )
+        return True
+    if (project_dir / "oracle.json").is_file():
+        raise UsageError(f"{project_dir}: a keras-tuner project without search.json; add --overwrite or choose another --project-name")
+    runs.write_json(marker, record)
+    return False
+
+
+def _differences(saved, fresh):
+    """Names of the settings that differ ("config.epochs", "space", ...)."""
+    changed = []
+    for key, value in fresh.items():
+        old = saved.get(key)
+        if key != "space" and isinstance(value, dict) and isinstance(old, dict):
+            changed += [f"{key}.{k}" for k in value if old.get(k) != value[k]]
+        elif old != value:
+            changed.append(key)
+    return changed
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def trial_rows(trials, space_names):
+    """One dict per trial for trials.csv: id, status, hyperparameters, score, epochs, seconds, memory."""
+    rows = []
+    for trial in sorted(trials, key=lambda t: int(t.trial_id)):
+        metrics = {name: trial.metrics.get_last_value(name)
+                   for name in (OBJECTIVE, "epochs", "seconds", "rss_mb", "diverged") if trial.metrics.exists(name)}
+        values = trial.hyperparameters.values
+        row = {"trial_id": trial.trial_id, "status": str(trial.status).lower()}
+        row.update({name: values.get(name) for name in space_names})
+        row.update({name: value for name, value in values.items() if name.startswith("tuner/")})
+        score = trial.score if trial.status == "COMPLETED" else None
+        epochs = metrics.get("epochs")
+        row.update({
+            OBJECTIVE: score,
+            "epochs": int(epochs) if epochs is not None and math.isfinite(epochs) else None,
+            "seconds": metrics.get("seconds"),
+            "rss_mb": metrics.get("rss_mb"),
+            "note": _note(trial, metrics),
+        })
+        rows.append(row)
+    return rows
+
+
+def _note(trial, metrics):
+    if metrics.get("diverged"):
+        return f"diverged (NaN/Inf loss) in epoch {int(metrics['epochs'])}"
+    if trial.status in ("FAILED", "INVALID"):
+        lines = [line for line in (trial.message or "").splitlines() if line.strip()]
+        return (lines[-1].strip()[:200] if lines else "failed (no message reached the chief)")
+    if trial.status == "RUNNING":
+        return "interrupted; re-run the command to continue"
+    return ""
+
+
+def write_trials_csv(rows, path):
+    from tf_assign2 import runs
+
+    columns = []
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+    if "note" in columns:  # keep the free text last
+        columns.remove("note")
+        columns.append("note")
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns or ["trial_id"], lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    runs.write_atomic(path, text.getvalue())
+
+
+def plot_points(rows, base):
+    """search.png's points: each trial's effective lr/optimizer/units/cell (searched or default)."""
+    points = []
+    for row in rows:
+        values = {k: v for k, v in row.items() if k in HYPERPARAMETERS and v not in (None, "")}
+        cfg = trial_config(base, values)
+        points.append({
+            "trial_id": row["trial_id"], "status": row["status"], OBJECTIVE: row[OBJECTIVE], "lr": cfg.lr,
+            "optimizer": cfg.optimizer, "fc_units": cfg.fc_units, "cell": cfg.cell, "units": cfg.units,
+        })
+    return points
+
+
+def write_outputs(tuner, space, base, project_dir, task):
+    """trials.csv and search.png from the oracle's trials; returns the rows."""
+    from tf_assign2 import viz
+
+    rows = trial_rows(tuner.oracle.trials.values(), list(space))
+    write_trials_csv(rows, project_dir / "trials.csv")
+    done = [r for r in rows if r["status"] in ("completed", "failed", "invalid")]
+    if done:
+        failed = sum(r[OBJECTIVE] is None for r in done)
+        viz.plot_search(
+            plot_points(done, base), project_dir / "search.png", marker_by=MARKER_BY[task], color_by="optimizer",
+            title=f"{project_dir.name}: {len(done)} trials ({failed} failed), objective {OBJECTIVE}",
+        )
+    return rows
+
+
+def _describe(values):
+    shown = {k: v for k, v in values.items() if not k.startswith("tuner/")}
+    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
+
+
+def retrain_best(best, base, arrays, info, project_dir, previous):
+    """Train the best hyperparameters as a normal run (``train.run``) in ``<project>/best/``.
+
+    Resumable like the search: a finished retrain of the same trial is reused, an
+    interrupted one continues from its backup.
+    """
+    import keras
+
+    from tf_assign2 import config as config_module
+    from tf_assign2 import models, runs, train
+
+    old_dir = Path(previous.get("run_dir") or "-")
+    if previous.get("trial_id") == best.trial_id and runs.is_run_dir(old_dir):
+        summary_path = old_dir / "summary.json"
+        if summary_path.is_file() and runs.read_json(summary_path).get("status") == "completed":
+            print(f"best model already retrained in {old_dir}")
+            return runs.read_json(summary_path)
+        cfg, run_dir, resume = config_module.from_dict(runs.read_json(old_dir / "config.json")), old_dir, True
+        print(f"continuing the interrupted retrain in {run_dir}")
+    else:
+        cfg = trial_config(base, best.hyperparameters.values)
+        cfg.runs_dir = str(project_dir / "best")
+        cfg, run_dir, resume = train.resolve_execution(cfg), None, False
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(cfg.seed)
+    model = models.build(cfg, info.image_shape, info.num_classes)
+    if run_dir is None:
+        run_dir = runs.new_run_dir(cfg)
+        train.write_config(cfg, info, run_dir)
+        print(f"retraining the best hyperparameters for {cfg.epochs} epochs: run directory {run_dir}", flush=True)
+    return train.run(cfg, arrays, info, model, run_dir, resume=resume)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def build_parser():
+    parser = cli.ArgumentParser(
+        prog="python -m tf_assign2.tune",
+        description="Search learning rate, optimizer and units with keras-tuner, then retrain and export the best "
+        "model. Re-running the same command continues the search (finished trials are kept).",
+    )
+    parser.add_argument("task", choices=TASKS, help="cifar (LeNet5) or mnist (RNN/LSTM/GRU)")
+    g = parser.add_argument_group("search")
+    g.add_argument("--tuner", choices=TUNERS, default="random", help="(random)")
+    g.add_argument("--max-trials", type=cli.positive_int, default=None, help="trials for random/bayesian (10)")
+    g.add_argument("--epochs", type=cli.positive_int, default=None,
+                   help="epochs per trial and for the best model's retrain, random/bayesian (10)")
+    g.add_argument("--max-epochs", type=cli.positive_int, default=None,
+                   help="hyperband: epochs of its longest trials and of the retrain (10)")
+    g.add_argument("--factor", type=_factor, default=None, help="hyperband reduction factor (3)")
+    g.add_argument("--initial-points", type=cli.positive_int, default=None,
+                   help="bayesian: random trials before the Gaussian process steers (3 x number of hyperparameters)")
+    g.add_argument("--space", metavar="FILE", default=None,
+                   help="YAML search space (see configs/tune/); default: the built-in space of the task")
+    g.add_argument("--directory", default="runs/tune", help="parent of the project directory (runs/tune)")
+    g.add_argument("--project-name", default=None, help="project directory name (<task>-<tuner>)")
+    g.add_argument("--overwrite", action="store_true", help="delete the project and start the search again")
+    g = parser.add_argument_group("distributed (keras-tuner chief/worker over gRPC)")
+    g.add_argument("--chief", metavar="HOST:PORT", default=None,
+                   help="the chief's address; alone: run as the chief (bind e.g. 0.0.0.0:8000)")
+    g.add_argument("--worker", metavar="ID", default=None, help="run as a worker with this ID (e.g. tuner0)")
+    cli.add_data_flags(parser)
+    g = parser.add_argument_group("fixed training settings (not searched)")
+    g.add_argument("--batch-size", type=cli.positive_int, default=None, help="(50 cifar, 128 mnist)")
+    g.add_argument("--layers", type=cli.positive_int, default=None, help="mnist: stacked recurrent layers (1)")
+    g.add_argument("--init", choices=["starter", "keras"], default=None, help="initialisation (starter)")
+    g.add_argument("--clipnorm", type=cli.positive_float, default=None, help="clip the global gradient norm (off)")
+    g.add_argument("--schedule", choices=["constant", "cosine"], default=None, help="learning rate schedule (constant)")
+    g.add_argument("--seed", type=cli.any_int, default=None, help="(0)")
+    g.add_argument("--deterministic", action="store_true", default=None, help="TF op determinism")
+    g.add_argument("--jit", choices=["auto", "on", "off"], default=None, help="XLA (auto: on with a GPU)")
+    g.add_argument("--no-visualize", dest="visualize", action="store_false", default=None,
+                   help="best model's run: skip the filter figures and TensorBoard summaries")
+    g.add_argument("--no-test-curve", dest="test_curve", action="store_false", default=None,
+                   help="best model's run: skip the per-epoch test accuracy")
+    parser.set_defaults(config=None)
+    return parser
+
+
+def _factor(text):
+    if not text.isdigit() or int(text) < 2:
+        raise __import__("argparse").ArgumentTypeError(f"expected an integer >= 2, got {text}")
+    return int(text)
+
+
+def _check_tuner_flags(args):
+    """Flags that only one tuner reads are errors with the others, rather than silently ignored."""
+    only = {"max_trials": ("random", "bayesian"), "epochs": ("random", "bayesian"),
+            "max_epochs": ("hyperband",), "factor": ("hyperband",), "initial_points": ("bayesian",)}
+    for name, tuners in only.items():
+        if getattr(args, name) is not None and args.tuner not in tuners:
+            hint = " (use --max-epochs)" if name == "epochs" else ""
+            raise UsageError(f"--{name.replace('_', '-')} is for --tuner {' or '.join(tuners)}, not {args.tuner}{hint}")
+    if args.tuner == "hyperband":
+        args.epochs = args.max_epochs
+    args.factor = args.factor or 3
+    args.max_trials = args.max_trials or 10
+
+
+def tune(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_tuner_flags(args)
+    space = load_space(args.space, args.task) if args.space else default_space(args.task)
+    role, env = distribution(args.chief, args.worker)
+    if role == "worker" and args.overwrite:
+        raise UsageError("--overwrite is for the chief; a worker continues the chief's project")
+    base = cli.resolve_config(args.task, args, parser)
+    if base.val_split <= 0:
+        raise UsageError("--val-split 0: the search is scored on a validation split; give a fraction in (0, 1)")
+    project_dir = Path(args.directory) / (args.project_name or f"{args.task}-{args.tuner}")
+    if not re.fullmatch(r"[A-Za-z0-9_.=+-]+", project_dir.name) or project_dir.name in (".", ".."):
+        raise UsageError(f"--project-name {project_dir.name}: expected a plain folder name")
+    os.environ.update(env)
+
+    cli.start_tensorflow(base.seed, base.deterministic)
+    import tensorflow as tf
+
+    from tf_assign2 import data, runs, train
+
+    tf.get_logger().setLevel("ERROR")  # every trial traces new functions; TF's retracing warning is expected
+
+    base = train.resolve_execution(base)
+    arrays, info = data.load_arrays(base)
+    worker = os.environ[TUNER_ID] if role == "worker" else None
+    if role == "worker":
+        project_dir.mkdir(parents=True, exist_ok=True)
+        print(f"worker {worker}: waiting for the chief at {os.environ[ORACLE_IP]}:{os.environ[ORACLE_PORT]}", flush=True)
+    elif prepare_project(project_dir, settings_record(args, base, space, info), args.overwrite):
+        print(f"continuing the search in {project_dir} (finished trials are kept; --overwrite starts again)")
+    if role == "chief":
+        print(f"chief: serving the oracle on {os.environ[ORACLE_IP]}:{os.environ[ORACLE_PORT]}", flush=True)
+
+    hypermodel = make_hypermodel(base, space, info, worker)
+    tuner = make_tuner(args.tuner, hypermodel, project_dir, base.epochs, base.seed,
+                       args.max_trials, args.initial_points, args.factor)
+    started = time.perf_counter()
+    # Only the train and validation splits go to the search: the test split is never seen.
+    fit_data = (arrays.train_x, arrays.train_y, arrays.val_x, arrays.val_y)
+    try:
+        with warnings.catch_warnings():
+            # A diverged trial's NaN objective makes keras-tuner's nanmax warn; trials.csv says it.
+            warnings.filterwarnings("ignore", "All-NaN", RuntimeWarning)
+            tuner.search(*fit_data, epochs=base.epochs, verbose=2)
+    except KeyboardInterrupt:
+        if role != "worker":
+            write_outputs(tuner, space, base, project_dir, args.task)
+        print("interrupted: run the same command again to continue the search", file=sys.stderr)
+        return 130
+    if role == "worker":
+        print(f"worker {worker}: search finished; {hypermodel.trials_run} trials ran here")
+        return 0
+
+    rows = write_outputs(tuner, space, base, project_dir, args.task)
+    completed = [r for r in rows if r["status"] == "completed"]
+    print(f"search: {len(rows)} trials ({len(completed)} completed) in {time.perf_counter() - started:.0f} s; "
+          f"{project_dir}/trials.csv, search.png")
+    if not completed:
+        notes = sorted({r["note"] for r in rows if r["note"]})
+        print(f"error: every trial failed ({len(rows)} of {len(rows)}): {notes[0] if notes else 'no trials ran'}; "
+              f"see {project_dir}/trials.csv", file=sys.stderr)
+        return 1
+    # The highest score; ties go to the earliest trial (keras-tuner's own order varies after a reload).
+    best_row = max(completed, key=lambda r: (r[OBJECTIVE], -int(r["trial_id"])))
+    best = tuner.oracle.trials[best_row["trial_id"]]
+    best_path = project_dir / "best_hyperparameters.json"
+    previous = runs.read_json(best_path) if best_path.is_file() else {}
+    record = {
+        "task": args.task, "tuner": args.tuner, "trial_id": best.trial_id, OBJECTIVE: best.score,
+        "hyperparameters": {k: v for k, v in best.hyperparameters.values.items() if not k.startswith("tuner/")},
+        "trials": len(rows), "completed_trials": len(completed),
+    }
+    print(f"best trial {best.trial_id}: {OBJECTIVE} {best.score:.4f} ({_describe(record['hyperparameters'])})")
+    runs.write_json(best_path, {**record, "run_dir": None} if previous.get("trial_id") != best.trial_id
+                    else {**previous, **record})
+    summary = retrain_best(best, base, arrays, info, project_dir, previous)
+    record.update({"run_dir": summary["run_dir"], "status": summary["status"],
+                   "test_accuracy": summary.get("test_accuracy"),
+                   "best_val_accuracy_retrained": summary.get("best_val_accuracy")})
+    runs.write_json(best_path, record)
+    if summary["status"] == "completed":
+        print(f"best model: test accuracy {summary['test_accuracy']:.4f}; run directory {summary['run_dir']}")
+        print(f"evaluate it with: python -m tf_assign2.evaluate {summary['run_dir']}")
+        return 0
+    if summary["status"] == "diverged":
+        print(f"error: the best hyperparameters diverged when retrained ({summary.get('divergence')}); "
+              f"see {summary['run_dir']}/summary.json", file=sys.stderr)
+        return 1
+    print("interrupted: run the same command again to continue the retrain", file=sys.stderr)
+    return 130
+
+
+def main(argv=None):
+    return cli.run_cli(lambda: tune(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
