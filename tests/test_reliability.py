@@ -66,7 +66,7 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tmp_path):
 
 def test_ctrl_c_stops_cleanly_and_marks_the_run_interrupted(tmp_path):
     # Enough epochs that the run is still training when the signal lands.
-    proc = _popen("tf_assign2.cifar", *TINY, "--ntrain", "20", "--epochs", "15", "--no-visualize",
+    proc = _popen("tf_assign2.cifar", *TINY, "--ntrain", "20", "--epochs", "60", "--no-visualize",
                   "--runs-dir", str(tmp_path / "runs"))
     run_dir = _wait_for_epochs(tmp_path / "runs", 1, proc)
     proc.send_signal(signal.SIGINT)
