@@ -7,7 +7,8 @@
 A sweep file names a task (the CLI: ``cifar`` or ``mnist``), optionally a ``base`` config file
 (a ``--config`` YAML, relative to the sweep file) and ``settings`` shared by every entry, then
 the entries: a ``grid`` (every combination of the listed values) and/or a list of ``runs``
-(each a mapping of settings, with an optional ``name``). Settings are the training CLI's long
+(each a mapping of settings, with an optional ``name``); ``name`` (default: the file's stem)
+and a one-line ``description`` (the report's title) are optional. Settings are the training CLI's long
 flags with ``_`` for ``-``. Precedence: task defaults < base < settings < entry < flags given
 to the sweep command. Every entry is checked before anything runs, so a typo in the last entry
 fails in seconds, not after hours.
