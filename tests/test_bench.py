@@ -1,26 +1,91 @@
-"""The benchmark's workers run and report; no speed thresholds (machines are noisy)."""
+"""The benchmark's measurements run and its table states the ratios; no speed thresholds (machines are noisy)."""
 
-import json
+import math
 
 import pytest
 
-from conftest import run_cli
 from tf_assign2 import bench
 
 
-@pytest.mark.parametrize("method", ["tf1", "ours", "bound"])
-def test_worker_reports_images_per_second(method):
-    done = run_cli("tf_assign2.bench", "--worker", method, "16", "4", "1")
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["method"] == method and result["batch_size"] == 16 and result["images_per_sec"] > 0
+def _figure(value):
+    return {"median": value, "epochs": [value / 2, value]}
 
 
-def test_markdown_table_states_the_ratios(data_root, monkeypatch):
+def _results(lenet, rnn=None, tta=None, memory=None):
+    """A results dict shaped like ``bench.run_bench``'s, with the given training figures."""
+    return {
+        "quick": True, "repeats": 1, "date": "2025-01-01", "seconds": 12.0, "lenet_images": 100, "rnn_images": 256,
+        "machine": {"processor": "Test CPU", "cpu_count": 2, "gpus": [], "python": "3.11", "tensorflow": "2.x",
+                    "keras": "3.x", "numpy": "2.x", "loadavg_start": [1.0, 1.0, 1.0], "loadavg_end": [2.0, 1.5, 1.0]},
+        "lenet": lenet,
+        "rnn": rnn or {},
+        "data": {"png_files": 11000, "png_cold": 0.9, "png_warm": 0.8, "png_disk": 2.5, "idx_cold": 0.3,
+                 "idx_warm": 0.2, "idx_disk": 0.4, "idx_images": 70000},
+        "time_to_accuracy": tta or {},
+        "memory": memory or {},
+    }
+
+
+def test_markdown_prints_the_ratios_issue_7_asks_for():
+    rates = dict(zip(bench.METHODS, (100.0, 80.0, 150.0, 60.0, 200.0)))
+    lenet = {"50": {"cifar": {m: _figure(v) for m, v in rates.items()}},
+             "256": {"cifar": {m: _figure(2 * v) for m, v in rates.items()}}}
+    rnn = {"lstm": {m: _figure(v * 10) for m, v in rates.items()}}
+    tta = {
+        "cifar": {"target": 0.5, "model": "LeNet5", "seconds": 42.0, "epoch": 6, "max_epochs": 20, "best": 0.52,
+                  "curve": [0.3, 0.52], "batch_size": 50, "optimizer": "adam 0.001", "train_seconds_run": 42.0,
+                  "train_images": 9000},
+        "mnist": {"target": 0.95, "model": "LSTM-128", "seconds": None, "epoch": None, "max_epochs": 1, "best": 0.9,
+                  "curve": [0.9], "batch_size": 128, "optimizer": "adam 0.001", "train_seconds_run": 5.0,
+                  "train_images": 9000},
+    }
+    memory = {"command": "python -m tf_assign2.cifar --epochs 10", "peak_rss_mb": 812.3, "images_per_sec": 140.0,
+              "test_accuracy": 0.53}
+    text = bench.markdown(_results(lenet, rnn, tta, memory))
+    assert "| our trainer / TF1 loop, LeNet5 batch 50 | 1.50x | >= 1.3x |" in text
+    assert "| our trainer batch 50 / bound at its best batch (256) | 0.38x | >= 0.9x |" in text
+    assert "| our trainer / bound, both at our best batch (256) | 0.75x | >= 0.9x |" in text
+    assert "| our trainer, LSTM-128 batch 128: vs TF1 loop; of bound | 1.50x; 0.75x |" in text
+    assert "| our trainer (default settings) | 150 | 1.50x | 0.75x | 300 | 1.50x | 0.75x |" in text
+    assert "| LSTM | our trainer (default settings) | 1,500 | 1.50x | 0.75x |" in text
+    assert "time to 0.50 test accuracy, cifar LeNet5 | 42.0 s (epoch 6) |" in text
+    assert "not reached in 1 epoch (best 0.900)" in text
+    assert "PNG decode of the 11,000 CIFAR images (fresh process) | 0.90 s | <= 1 s |" in text
+    assert "| `python -m tf_assign2.cifar --epochs 10` | 812 MB | 140 | 0.530 |" in text
+    assert "Machine: Test CPU, 2 cores, GPU: none" in text
+
+
+def _images(n):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, n).astype(np.int32)
+
+
+def test_tiny_measurements_make_a_table():
+    """Two epochs of two steps for the TF1 loop and our trainer, then the table from those figures."""
+    x, y = _images(100)
+    figures = {}
+    for method in ("tf1", "ours"):
+        rates = bench.measure(method, "cifar", x, y, 50, 2)
+        assert len(rates) == 2 and all(r > 0 and math.isfinite(r) for r in rates), (method, rates)
+        figures[method] = bench._figure(rates)
+    text = bench.markdown(_results({"50": {"cifar": figures}}))
+    assert "| our trainer / TF1 loop, LeNet5 batch 50 |" in text
+    assert "| TF1 graph + feed_dict loop (the starter) |" in text and "| 1.00x | " in text
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_tf1_rnn_graphs_train(cell):
+    """The TF1 baseline's hand-written gated cells build, differentiate and run a step."""
+    x, y = _images(16)
+    rates = bench.tf1_rnn(cell, x, y, batch_size=8, epochs=1, nHidden=8)
+    assert len(rates) == 1 and rates[0] > 0
+
+
+def test_time_to_accuracy_records_the_first_epoch_at_target(data_root, monkeypatch):
+    """A target of 0 is met after the first epoch: seconds and epoch are recorded and training stops."""
     monkeypatch.setenv("TF_ASSIGN2_DATA", str(data_root))
-    rows = {(m, b): rate for b in (50, 256) for m, rate in
-            zip(("tf1", "fit", "ours", "xla", "bound"), (100.0, 80.0, 150.0, 60.0, 200.0))}
-    text = bench.markdown(rows, 0.9, repeats=1, steps={50: 4, 256: 2}, quick=True)
-    assert "| our trainer (default settings) | 150 | 1.50x |" in text
-    assert "**1.50x the TF1 loop**, 0.75x the bare" in text
-    assert "Cold decode of the 11000 CIFAR PNGs" in text
+    result = bench.time_to_accuracy("cifar", 0.0, max_epochs=3, ntrain=10)
+    assert result["epoch"] == 1 and result["seconds"] > 0 and len(result["curve"]) == 1
+    assert result["train_images"] == 90 and result["model"] == "LeNet5"
