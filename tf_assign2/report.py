@@ -74,7 +74,7 @@ def collect(paths):
                 rows.append(sweep.run_row(name, config, made[-1] if made else None))
             seen.update(str(r["path"].resolve()) for r in rows if r["path"])
             title = state.get("description") or f"Sweep {state.get('name', path.name)}"
-            experiments.append({"title": title, "task": state.get("task"),
+            experiments.append({"title": title, "task": state.get("task"), "slug": slug(state.get("name", path.name)),
                                 "source": str(path), "sweep_file": state.get("sweep_file"), "rows": rows})
             continue
         run_dirs = [d for d in find_run_dirs(path) if str(d.resolve()) not in seen]
@@ -88,7 +88,15 @@ def collect(paths):
             seen.add(str(run_dir.resolve()))
         for task, rows in by_task.items():
             experiments.append({"title": f"{task.upper() if task == 'mnist' else 'CIFAR'} runs in {path}",
-                                "task": task, "source": str(path), "sweep_file": None, "rows": rows})
+                                "task": task, "slug": slug(f"{path.name}-{task}"), "source": str(path),
+                                "sweep_file": None, "rows": rows})
+    taken = set()
+    for exp in experiments:  # figure names must not collide (two folders named runs/, ...)
+        base, i = exp["slug"], 1
+        while exp["slug"] in taken:
+            i += 1
+            exp["slug"] = f"{base}-{i}"
+        taken.add(exp["slug"])
     return experiments
 
 
@@ -182,7 +190,7 @@ def setup_line(rows):
 def experiment_section(number, exp, out):
     rows = exp["rows"]
     keys = sweep.table_keys(rows)
-    lines = [f"## {number}. {exp['title']} ({exp['task']})", ""]
+    lines = [f"## {number}. {exp['title']}", ""]
     source = f"Runs in `{exp['source']}`" + (f", from the sweep file `{exp['sweep_file']}`" if exp["sweep_file"] else "")
     lines += [source + ". " + setup_line(rows), ""]
     best = best_row(rows)
@@ -198,7 +206,7 @@ def experiment_section(number, exp, out):
     if series:
         from tf_assign2 import viz
 
-        name = f"{slug(exp['title'])}-overlay.png"
+        name = f"{exp['slug']}-overlay.png"
         viz.plot_sweep_overlay(series, figure_path(out, name), title=exp["title"])
         lines += [f"![train loss and test accuracy per epoch, every run](figures/{name})", ""]
     if best:
@@ -207,7 +215,7 @@ def experiment_section(number, exp, out):
                   f"{best['test_accuracy']:.4f}, test loss {best['test_loss']:.4f}, "
                   f"best validation accuracy {fmt_num(best['best_val_accuracy'], '.4f')} "
                   f"(`{best['run_dir']}`).", ""]
-        link = copy_figure(out, best["path"] / "curves.png", f"{slug(exp['title'])}-best-curves.png",
+        link = copy_figure(out, best["path"] / "curves.png", f"{exp['slug']}-best-curves.png",
                             f"curves of {best['entry']}")
         if link:
             lines += [link, ""]
