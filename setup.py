@@ -33,6 +33,8 @@ setup(
             "tf-assign2-mnist=tf_assign2.mnist:main",
             "tf-assign2-evaluate=tf_assign2.cli:evaluate_main",
             "tf-assign2-tune=tf_assign2.tune:main",
+            "tf-assign2-sweep=tf_assign2.sweep:console_main",
+            "tf-assign2-report=tf_assign2.report:console_main",
             "tf-assign2-visualize=tf_assign2.visualize:console_main",
         ]
     },
