@@ -238,6 +238,7 @@ class SearchModel:
         super().__init__(name=f"{base.task}-search")
         self.base, self.space, self.info, self.worker = base, space, info, worker
         self.trials_run = 0
+        self.gradients_before = custom_gradient_names()
 
     def config(self, hp):
         from tf_assign2 import train
@@ -251,6 +252,8 @@ class SearchModel:
         from tf_assign2 import data, models, train
 
         cfg = self.config(hp)
+        # keras-tuner has just cleared the Keras session; the earlier trials' graphs can go too.
+        forget_custom_gradients(self.gradients_before)
         keras.utils.set_random_seed(cfg.seed)  # every trial starts from the same seed: a fair comparison
         model = models.build(cfg, self.info.image_shape, self.info.num_classes)
         steps = data.steps_per_epoch(self.info.n_train, cfg.batch_size)
@@ -298,6 +301,31 @@ class SearchModel:
         print(f"trial done{where}: {outcome} after {len(losses)} epochs in {seconds:.1f} s "
               f"({_describe(hp.values)})", flush=True)
         return result
+
+
+def custom_gradient_names():
+    """Names in TensorFlow's global gradient registry (empty if its private layout changed)."""
+    from tensorflow.python.framework import ops
+
+    return set(getattr(getattr(ops, "_gradient_registry", None), "_registry", None) or ())
+
+
+def forget_custom_gradients(keep):
+    """Drop the ``CustomGradient-N`` entries TensorFlow registered since ``keep`` was taken.
+
+    Why: ``keras.backend.clear_session()`` is not enough with TF 2.21. Every traced train step
+    registers a graph-mode custom gradient (Keras' optimizer all-reduces gradients through
+    ``tf.custom_gradient``) in a global registry that is never cleaned, and the entry pins
+    that trial's FuncGraph and, through its captures, the model's and optimizer's variables:
+    about 50 MB more per LeNet5/Adam trial (tensorflow/tensorflow#97697, keras-team/tf-keras#286).
+    Call it only between trials, when the functions that used those entries are gone.
+    """
+    from tensorflow.python.framework import ops
+
+    registry = getattr(getattr(ops, "_gradient_registry", None), "_registry", None)
+    if isinstance(registry, dict):
+        for name in [n for n in registry if n.startswith("CustomGradient-") and n not in keep]:
+            del registry[name]
 
 
 def make_hypermodel(base, space, info, worker=None):
@@ -514,7 +542,7 @@ def _describe(values):
     return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
 
 
-def retrain_best(best, base, arrays, info, project_dir, previous):
+def retrain_best(best, base, arrays, info, project_dir, previous, keep=()):
     """Train the best hyperparameters as a normal run (``train.run``) in ``<project>/best/``.
 
     Resumable like the search: a finished retrain of the same trial is reused, an
@@ -538,6 +566,7 @@ def retrain_best(best, base, arrays, info, project_dir, previous):
         cfg.runs_dir = str(project_dir / "best")
         cfg, run_dir, resume = train.resolve_execution(cfg), None, False
     keras.backend.clear_session()
+    forget_custom_gradients(keep)
     keras.utils.set_random_seed(cfg.seed)
     model = models.build(cfg, info.image_shape, info.num_classes)
     if run_dir is None:
@@ -690,7 +719,7 @@ def tune(argv=None):
     print(f"best trial {best.trial_id}: {OBJECTIVE} {best.score:.4f} ({_describe(record['hyperparameters'])})")
     runs.write_json(best_path, {**record, "run_dir": None} if previous.get("trial_id") != best.trial_id
                     else {**previous, **record})
-    summary = retrain_best(best, base, arrays, info, project_dir, previous)
+    summary = retrain_best(best, base, arrays, info, project_dir, previous, hypermodel.gradients_before)
     record.update({"run_dir": summary["run_dir"], "status": summary["status"],
                    "test_accuracy": summary.get("test_accuracy"),
                    "best_val_accuracy_retrained": summary.get("best_val_accuracy")})
