@@ -349,10 +349,12 @@ def plot_search(points, path, marker_by, color_by="optimizer", title=""):
     import os
     from pathlib import Path
 
+    from matplotlib.patches import Patch
+
     path = Path(path)
     markers = ["o", "s", "^", "D", "v", "P", "X", "*"]
-    marker_values = sorted({p[marker_by] for p in points}, key=str)
-    color_values = sorted({p[color_by] for p in points}, key=str)
+    marker_values = sorted({p[marker_by] for p in points}, key=lambda v: (isinstance(v, str), v))
+    color_values = sorted({p[color_by] for p in points}, key=lambda v: (isinstance(v, str), v))
     colors = plt.get_cmap("tab10")
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     done = [p for p in points if p["val_accuracy"] is not None]
@@ -370,15 +372,17 @@ def plot_search(points, path, marker_by, color_by="optimizer", title=""):
         best = max(done, key=lambda p: p["val_accuracy"])
         ax.scatter(best["lr"], best["val_accuracy"], s=260, facecolors="none", edgecolors="red", linewidths=1.5,
                    label=f"best: trial {best['trial_id']} ({best['val_accuracy']:.3f})")
-    for i, value in enumerate(marker_values):  # legend entries for shapes (grey) and colours (squares)
+    for i, value in enumerate(marker_values):  # legend: shapes in grey, colours as patches
         ax.scatter([], [], marker=markers[i % len(markers)], color="grey", label=f"{marker_by} {value}")
+    handles, labels = ax.get_legend_handles_labels()
     for i, value in enumerate(color_values):
-        ax.scatter([], [], marker="s", color=colors(i % 10), label=f"{color_by} {value}")
+        handles.append(Patch(color=colors(i % 10)))
+        labels.append(f"{color_by} {value}")
     ax.set_xscale("log")
     ax.set_ylim(bottom=floor)
     ax.set(xlabel="learning rate (log scale)", ylabel="best validation accuracy", title=title or "search")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     tmp = path.with_name(f".{path.name}.tmp.png")
     try:
         _save(fig, tmp)
