@@ -123,6 +123,19 @@ def test_steps_follow_the_starter_counting(small_config):
     assert len(counter) == 7 and summary["epochs_completed"] == 1
 
 
+def test_steps_per_execution_divides_the_epoch(small_config):
+    # Keras runs whole executions; 16 per call on an 18-step epoch would train 32 steps.
+    assert train.resolve_steps_per_execution(small_config(steps_per_execution=16), 180) == 15
+    assert train.resolve_steps_per_execution(small_config(steps_per_execution=16), 18) == 9
+    assert train.resolve_steps_per_execution(small_config(steps_per_execution=16), 8) == 8
+    cfg = small_config(epochs=2, batch_size=10, steps_per_execution=16, test_curve=False)
+    arrays, info, model, run_dir = _setup(cfg)
+    summary = train.run(cfg, arrays, info, model, run_dir)
+    steps_per_epoch = data.steps_per_epoch(len(arrays.train_y), cfg.batch_size)
+    assert summary["steps_per_execution"] == 9 and steps_per_epoch == 18
+    assert int(model.optimizer.iterations) == 2 * steps_per_epoch
+
+
 def test_no_validation_split(small_config):
     cfg = small_config(val_split=0, epochs=2)
     arrays, info, model, run_dir = _setup(cfg)

@@ -73,7 +73,7 @@ def distribution_strategy(config):
 
 
 def resolve_steps_per_execution(config, steps_per_epoch):
-    """Steps per compiled call; kept a divisor of the step counts the user asked to see exactly."""
+    """Steps per compiled call: a divisor of the epoch and of the step counts the user asked to see."""
     requested = config.steps_per_execution
     if config.strategy == "mirrored":
         # Keras 3.15's multi-step train function fails under MirroredStrategy ("You must feed a
@@ -81,7 +81,9 @@ def resolve_steps_per_execution(config, steps_per_epoch):
         requested = 1
     elif requested is None:
         requested = GPU_STEPS_PER_EXECUTION if gpu_available() else CPU_STEPS_PER_EXECUTION
-    spe = min(requested, steps_per_epoch)
+    # Keras runs whole executions: with an endless pipeline an epoch of 180 steps at 16 per call
+    # would train 192 steps. A divisor of the epoch keeps every epoch exactly one pass.
+    spe = max(d for d in range(1, min(requested, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
     for exact in (config.display_step, config.total_steps()):
         if exact:
             spe = math.gcd(spe, exact)
