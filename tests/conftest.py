@@ -13,6 +13,14 @@ DATA = Path(os.environ.get("TF_ASSIGN2_DATA") or ROOT.parent / "shared" / "data"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+@pytest.fixture(autouse=True)
+def float32_policy_after_each_test():
+    """Runs set Keras' global precision policy (bfloat16 on CPUs that have it); tests start clean."""
+    yield
+    if "keras" in sys.modules:
+        sys.modules["keras"].mixed_precision.set_global_policy("float32")
+
+
 @pytest.fixture(scope="session")
 def data_root():
     if not (DATA / "CIFAR10" / "Train").is_dir():

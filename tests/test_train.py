@@ -150,3 +150,36 @@ def test_learning_rate_schedules(small_config):
     cosine = train.learning_rate(small_config(lr=0.01, schedule="cosine"), 100)
     assert float(cosine(0)) == pytest.approx(0.01) and float(cosine(50)) == pytest.approx(0.005)
     assert float(cosine(100)) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_fused_adam_takes_the_same_steps_as_keras_adam():
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 8), dtype=np.float32), rng.integers(0, 3, 64)
+    weights = []
+    for optimizer in (keras.optimizers.Adam(1e-2), train.FusedAdam(1e-2)):
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((8,))
+        model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Dense(16, activation="relu")(inputs)))
+        model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0)
+        weights.append(model.get_weights())
+    assert int(optimizer.iterations) == 24
+    for keras_adam, fused in zip(*weights):
+        np.testing.assert_allclose(fused, keras_adam, atol=1e-5)
+    assert not np.allclose(weights[0][0], _initial_dense_kernel())  # the weights did move
+
+
+def _initial_dense_kernel():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,))
+    return keras.Model(inputs, keras.layers.Dense(16)(inputs)).get_weights()[0]
+
+
+def test_precision_auto_is_bfloat16_only_on_cpus_with_native_bfloat16(small_config, monkeypatch):
+    monkeypatch.setattr(train, "gpu_available", lambda: False)
+    for native, expected in ((True, "bfloat16"), (False, "float32")):
+        monkeypatch.setattr(train, "native_bfloat16_cpu", lambda: native)
+        assert train.resolve_execution(small_config(precision="auto")).precision == expected
+    assert train.resolve_execution(small_config(precision="float32")).precision == "float32"
+    train.setup_precision(small_config(precision="bfloat16"))
+    assert keras.mixed_precision.global_policy().compute_dtype == "bfloat16"

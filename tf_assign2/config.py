@@ -17,7 +17,7 @@ TASKS = ("cifar", "mnist")
 OPTIMIZERS = ("adam", "sgd", "momentum", "adagrad", "rmsprop", "adamw")
 MODELS = ("lenet5", "rnn")
 JIT = ("auto", "on", "off")
-PRECISIONS = ("float32", "mixed")
+PRECISIONS = ("auto", "float32", "mixed", "bfloat16")
 SCHEDULES = ("constant", "cosine")
 STRATEGIES = ("default", "mirrored")
 
@@ -59,7 +59,7 @@ class Config:
     # execution
     jit: str = "auto"
     steps_per_execution: int = None
-    precision: str = "float32"
+    precision: str = "auto"
     strategy: str = "default"
     devices: tuple = None  # e.g. ("GPU:0", "GPU:1"); CPU:N beyond the first splits the CPU (tests)
     # outputs

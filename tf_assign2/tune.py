@@ -255,6 +255,7 @@ class SearchModel:
         # keras-tuner has just cleared the Keras session; the earlier trials' graphs can go too.
         forget_custom_gradients(self.gradients_before)
         keras.utils.set_random_seed(cfg.seed)  # every trial starts from the same seed: a fair comparison
+        train.setup_precision(cfg)
         model = models.build(cfg, self.info.image_shape, self.info.num_classes)
         steps = data.steps_per_epoch(self.info.n_train, cfg.batch_size)
         train.compile_model(model, cfg, train.resolve_steps_per_execution(cfg, steps), cfg.epochs * steps)
@@ -568,6 +569,7 @@ def retrain_best(best, base, arrays, info, project_dir, previous, keep=()):
     keras.backend.clear_session()
     forget_custom_gradients(keep)
     keras.utils.set_random_seed(cfg.seed)
+    train.setup_precision(cfg)
     model = models.build(cfg, info.image_shape, info.num_classes)
     if run_dir is None:
         run_dir = runs.new_run_dir(cfg)
