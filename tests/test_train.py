@@ -181,5 +181,7 @@ def test_precision_auto_is_bfloat16_only_on_cpus_with_native_bfloat16(small_conf
         monkeypatch.setattr(train, "native_bfloat16_cpu", lambda: native)
         assert train.resolve_execution(small_config(precision="auto")).precision == expected
     assert train.resolve_execution(small_config(precision="float32")).precision == "float32"
+    rnn = small_config(model="rnn", cell="lstm", dataset="mnist", data_dir=small_config().data_dir.replace("CIFAR10", "MNIST"))
+    assert train.resolve_execution(rnn).precision == "float32"  # native or not: recurrent state stays float32
     train.setup_precision(small_config(precision="bfloat16"))
     assert keras.mixed_precision.global_policy().compute_dtype == "bfloat16"

@@ -105,7 +105,7 @@ def add_train_flags(parser):
     g = parser.add_argument_group("execution")
     g.add_argument("--jit", choices=config_module.JIT, default=None, help="XLA: auto = on with a GPU, off on CPU")
     g.add_argument("--steps-per-execution", type=positive_int, default=None, help="steps per compiled call (auto)")
-    g.add_argument("--precision", choices=config_module.PRECISIONS, default=None, help="auto (bfloat16 compute on CPUs with native bfloat16 instructions, else float32), float32, mixed (float16, GPU) or bfloat16")
+    g.add_argument("--precision", choices=config_module.PRECISIONS, default=None, help="auto (LeNet5: bfloat16 compute on CPUs with native bfloat16 instructions; otherwise float32), float32, mixed (float16, GPU) or bfloat16")
     g.add_argument("--strategy", choices=config_module.STRATEGIES, default=None, help="default or mirrored (all GPUs)")
     g.add_argument("--devices", type=device_list, default=None,
                    help="devices for --strategy mirrored, e.g. GPU:0,GPU:1 (CPU:0,CPU:1 splits the CPU, for testing)")
