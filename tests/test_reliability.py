@@ -120,3 +120,84 @@ def test_rnn_export_is_portable_and_agrees_everywhere(small_config):
     loaded = tf.saved_model.load(str(run_dir / "saved_model"))
     graph = loaded.serve.get_concrete_function().graph
     assert not any("Cudnn" in op.type for op in graph.get_operations())
+
+
+# --------------------------------------------------------------------------- a search and a sweep killed mid-way
+
+
+def _kill_when(proc, ready, what, timeout=300):
+    """SIGKILL ``proc`` as soon as ``ready()`` holds (polled); fail if it ends or times out first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready():
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate()
+            return
+        assert proc.poll() is None, f"it finished before {what}: " + proc.communicate()[1][-2000:]
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def _csv_rows(path):
+    try:
+        with path.open() as f:
+            return list(csv.DictReader(f))
+    except (OSError, csv.Error):
+        return []
+
+
+def test_a_search_killed_mid_way_resumes_without_redoing_finished_trials(tmp_path):
+    args = ("tf_assign2.tune", "cifar", "--data-dir", str(DATA / "CIFAR10"), "--ntrain", "10", "--ntest", "3",
+            "--epochs", "15", "--max-trials", "3", "--directory", str(tmp_path / "tune"), "--no-visualize",
+            "--no-test-curve")
+    project = tmp_path / "tune" / "cifar-random"
+    proc = _popen(*args)
+
+    def trial_1_started():
+        try:
+            done = json.loads((project / "trial_0" / "trial.json").read_text())["status"] == "COMPLETED"
+            return done and json.loads((project / "trial_1" / "trial.json").read_text())["status"] == "RUNNING"
+        except (OSError, ValueError, KeyError):
+            return False  # not there yet, or being written
+
+    _kill_when(proc, trial_1_started, "trial 0 to finish and trial 1 to start")
+    finished = (project / "trial_0" / "trial.json").read_bytes()
+
+    result = run_cli(*args)  # the same command again
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "continuing the search" in result.stdout
+    assert result.stdout.count("trial done: ") == 2  # trials 1 (restarted) and 2, not 0
+    assert (project / "trial_0" / "trial.json").read_bytes() == finished
+    rows = _csv_rows(project / "trials.csv")
+    assert [(r["trial_id"], r["status"]) for r in rows] == [(i, "completed") for i in ("0", "1", "2")]
+
+
+def test_a_sweep_killed_mid_way_resumes_without_redoing_finished_runs(tmp_path):
+    sweep_file = tmp_path / "s.yaml"
+    sweep_file.write_text(
+        f"name: killed\ntask: cifar\nsettings: {{data_dir: {DATA / 'CIFAR10'}, ntrain: 10, ntest: 2, visualize: false}}\n"
+        "runs: [{name: nan, optimizer: sgd, lr: 10.0, epochs: 2}, {name: short, optimizer: adagrad, epochs: 1},\n"
+        "       {name: long, optimizer: sgd, lr: 0.01, epochs: 40}]\n")
+    out = tmp_path / "out"
+    args = ("tf_assign2.sweep", str(sweep_file), "--out", str(out), "--no-test-curve")
+
+    def long_has_an_epoch():
+        return any(len(_csv_rows(h)) >= 1 for h in (out / "runs" / "long").glob("*/history.csv"))
+
+    proc = _popen(*args)
+    _kill_when(proc, long_has_an_epoch, "the third run's first epoch")
+    finished = {entry: next((out / "runs" / entry).glob("*/summary.json")).read_bytes() for entry in ("nan", "short")}
+    assert json.loads(finished["nan"])["status"] == "diverged"  # the sweep went on past it
+    assert json.loads(finished["short"])["status"] == "completed"
+
+    result = run_cli(*args)  # the same command again
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "[1/3] nan: diverged earlier" in result.stdout and "[2/3] short: completed earlier" in result.stdout
+    assert "[3/3] long: resuming" in result.stdout
+    for entry, summary in finished.items():  # not redone: the same (only) run, untouched
+        assert [p.read_bytes() for p in (out / "runs" / entry).glob("*/summary.json")] == [summary]
+    long_runs = list((out / "runs" / "long").glob("*/summary.json"))
+    assert len(long_runs) == 1 and json.loads(long_runs[0].read_text())["epochs_completed"] == 40
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [(r["entry"], r["status"]) for r in rows] == [("nan", "diverged"), ("short", "completed"), ("long", "completed")]
