@@ -14,9 +14,10 @@ one command measures everything side by side and writes one table (BENCHMARKS.md
     Keras' own XLA choice) on our compiled model;
   - ``ours``: our trainer's settings (``train.compile_model`` with the resolved
     steps_per_execution and XLA policy, ``data.train_dataset``), the path every CLI run takes;
+  - ``ours_f32``: the same in float32 (``ours`` computes LeNet5 in bfloat16 where the CPU has it);
   - ``xla``: the same with ``jit_compile=True``;
   - ``bound``: a bare ``tf.function`` loop over in-memory float tensors (no Keras loop, no
-    tf.data, no metrics): the practical compute bound;
+    tf.data, no metrics) with our optimizer and precision: the practical compute bound;
 
   each the median of ``repeats`` timed epochs after one warm-up epoch (tracing, compilation),
   with its ratio to ``tf1`` and its fraction of ``bound``;
@@ -52,13 +53,15 @@ LENET_BATCHES = (50, 256)
 RNN_BATCH = 128
 RNN_UNITS = 128
 CELLS = ("rnn", "lstm", "gru")
-METHODS = ("tf1", "fit", "ours", "xla", "bound")
+METHODS = ("tf1", "fit", "ours", "ours_f32", "xla", "bound")
+RNN_METHODS = ("tf1", "fit", "ours", "xla", "bound")  # ours_f32 is ours: RNNs train in float32
 TARGETS = {"cifar": 0.50, "mnist": 0.95}
 GOALS = {"vs_tf1": 1.3, "of_bound": 0.9, "decode_s": 1.0}
 METHOD_NAMES = {
     "tf1": "TF1 graph + feed_dict loop (the starter)",
     "fit": "Keras `fit`, defaults (NumPy arrays, 1 step per call)",
     "ours": "our trainer (default settings)",
+    "ours_f32": "our trainer, `--precision float32`",
     "xla": "our trainer, XLA on",
     "bound": "bare `tf.function` loop, in-memory tensors (bound)",
 }
@@ -76,7 +79,7 @@ class Plan:
     rnn_images: int = None  # None: all 10,000 MNIST training images
     methods: tuple = METHODS
     xla_batches: tuple = LENET_BATCHES  # LeNet5 batch sizes that also get the XLA figure
-    rnn_methods: tuple = METHODS
+    rnn_methods: tuple = RNN_METHODS
     decode_repeats: int = 3  # fresh data-worker processes
     tta_max_epochs: int = 20
     tta_ntrain: int = None  # training images per class for time-to-accuracy; None: a default run's
@@ -397,8 +400,9 @@ def measure(method, task, x, y, batch_size, epochs, cell="lstm"):
     """Per-epoch images/s of ``method`` (see the module docstring) training ``task``'s model."""
     if method == "tf1":
         return tf1_lenet(x, y, batch_size, epochs) if task == "cifar" else tf1_rnn(cell, x, y, batch_size, epochs)
-    cfg = our_config(task, jit="on" if method == "xla" else "auto", batch_size=batch_size, cell=cell)
-    if method in ("ours", "xla"):
+    precision = "float32" if method == "ours_f32" else "auto"
+    cfg = our_config(task, jit="on" if method == "xla" else "auto", batch_size=batch_size, cell=cell, precision=precision)
+    if method in ("ours", "ours_f32", "xla"):
         return ours(cfg, x, y, epochs)
     if method == "fit":
         return keras_fit_defaults(cfg, x, y, epochs)
@@ -781,8 +785,7 @@ def _lenet_section(results):
         lines += ["", f"With every callback of a real run (per-epoch test curve, visualisation, validation, TensorBoard, "
                   f"backups), `{mem['command']}` reports **{_num(mem['images_per_sec'])} images/s** at batch 50 in its "
                   "summary.json. Those callbacks act between epochs, outside the trainer's Throughput clock, so the "
-                  "`ours` row leaves them out. The rows above count the steps the optimizer took; summary.json counts "
-                  "one epoch of images per epoch."]
+                  "`ours` row leaves them out. Both count the full batches an epoch trains."]
     return lines
 
 
