@@ -4,6 +4,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on servers or in CI
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 
@@ -379,6 +380,11 @@ def plot_search(points, path, marker_by, color_by="optimizer", title=""):
         handles.append(Patch(color=colors(i % 10)))
         labels.append(f"{color_by} {value}")
     ax.set_xscale("log")
+    # Ticks at 1, 2, 5 x 10^k labelled plainly: less than a decade of lr would otherwise get
+    # crowded minor labels that overlap.
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:.0e}".replace("e-0", "e-")))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_ylim(bottom=floor)
     ax.set(xlabel="learning rate (log scale)", ylabel="best validation accuracy", title=title or "search")
     ax.grid(alpha=0.3, which="both")
