@@ -277,6 +277,15 @@ class DivergenceStop(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
+    def on_epoch_end(self, epoch, logs=None):
+        # The last step can break the weights after every training loss was finite (a 1-step
+        # epoch at lr 10): the validation loss, computed with the new weights, shows it.
+        for key in ("val_loss", "val_starter_loss"):
+            value = (logs or {}).get(key)
+            if value is not None and not math.isfinite(float(value)) and self.reason is None:
+                self.reason = f"{key} became {float(value)} in epoch {epoch + 1}"
+                self.model.stop_training = True
+
 
 class RandomStateBackup(keras.callbacks.Callback):
     """Backs up the dropout seed-generator states beside BackupAndRestore's weights.
