@@ -307,7 +307,7 @@ def _fit_rates(model, fit, n, batch_size):
 
     Time is the trainer's Throughput clock (epoch start to its last step). Work is the optimizer's
     step count, not ``steps_per_epoch``: with an endless pipeline Keras runs whole executions, so
-    an epoch of 180 steps at steps_per_execution 16 trains 192 steps (``train.run`` too).
+    the count stays right even where steps_per_execution would not divide the epoch.
     """
     import keras
 
