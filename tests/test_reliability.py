@@ -22,20 +22,32 @@ def _popen(*args):
                             text=True, env=env)
 
 
-def _wait_for_epochs(runs_dir, epochs, proc, timeout=240):
-    """Wait until the run's BackupAndRestore state holds ``epochs`` completed epochs."""
+def _wait_until(proc, ready, what, timeout=300):
+    """Poll ``ready()`` until it returns something truthy (returned); fail if ``proc`` ends or time runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        found = ready()
+        if found:
+            return found
+        assert proc.poll() is None, f"it finished before {what}: " + proc.communicate()[1][-2000:]
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def _wait_for_epochs(runs_dir, epochs, proc, timeout=240):
+    """Wait until the run's BackupAndRestore state holds ``epochs`` completed epochs; its run dir."""
+
+    def reached():
         for meta in runs_dir.glob("*/backup/training_metadata.json"):
             try:
                 if json.loads(meta.read_text())["epoch"] >= epochs:
                     return meta.parents[1]
             except (ValueError, KeyError, OSError):
                 pass  # being written
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
-    proc.kill()
-    pytest.fail("the run did not reach the epoch in time")
+        return None
+
+    return _wait_until(proc, reached, f"epoch {epochs} of the run", timeout)
 
 
 def _history(run_dir):
@@ -127,16 +139,9 @@ def test_rnn_export_is_portable_and_agrees_everywhere(small_config):
 
 def _kill_when(proc, ready, what, timeout=300):
     """SIGKILL ``proc`` as soon as ``ready()`` holds (polled); fail if it ends or times out first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if ready():
-            proc.send_signal(signal.SIGKILL)
-            proc.communicate()
-            return
-        assert proc.poll() is None, f"it finished before {what}: " + proc.communicate()[1][-2000:]
-        time.sleep(0.05)
-    proc.kill()
-    pytest.fail(f"timed out waiting for {what}")
+    _wait_until(proc, ready, what, timeout)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
 
 
 def _csv_rows(path):

@@ -8,6 +8,7 @@ curves.png -> SavedModel + model.keras.
 """
 
 import csv
+import functools
 import math
 import platform
 import time
@@ -64,6 +65,7 @@ def resolve_execution(config):
     return config
 
 
+@functools.cache
 def native_bfloat16_cpu():
     """True on CPUs with bfloat16 dot-product instructions (AVX512_BF16 or AMX), where oneDNN's
     bfloat16 kernels measured ~1.5x faster than float32 for LeNet5 (BENCHMARKS.md)."""
@@ -267,8 +269,9 @@ class DivergenceStop(keras.callbacks.Callback):
         super().__init__()
         self.reason = None
 
-    def on_train_batch_end(self, batch, logs=None):
-        for key in ("loss", "starter_loss"):
+    def _check(self, logs, keys):
+        """Stop at the first of ``keys`` in ``logs`` that is NaN/Inf, remembering which."""
+        for key in keys:
             value = (logs or {}).get(key)
             if value is not None and not math.isfinite(float(value)) and self.reason is None:
                 self.reason = f"{key} became {float(value)} in epoch {self.epoch + 1}"
@@ -277,14 +280,13 @@ class DivergenceStop(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
+    def on_train_batch_end(self, batch, logs=None):
+        self._check(logs, ("loss", "starter_loss"))
+
     def on_epoch_end(self, epoch, logs=None):
         # The last step can break the weights after every training loss was finite (a 1-step
         # epoch at lr 10): the validation loss, computed with the new weights, shows it.
-        for key in ("val_loss", "val_starter_loss"):
-            value = (logs or {}).get(key)
-            if value is not None and not math.isfinite(float(value)) and self.reason is None:
-                self.reason = f"{key} became {float(value)} in epoch {epoch + 1}"
-                self.model.stop_training = True
+        self._check(logs, ("val_loss", "val_starter_loss"))
 
 
 class RandomStateBackup(keras.callbacks.Callback):
