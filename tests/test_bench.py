@@ -42,10 +42,12 @@ def test_markdown_prints_the_ratios_issue_7_asks_for():
     }
     memory = {"command": "python -m tf_assign2.cifar --epochs 10", "peak_rss_mb": 812.3, "images_per_sec": 140.0,
               "test_accuracy": 0.53}
-    text = bench.markdown(_results(lenet, rnn, tta, memory))
+    text = bench.markdown({**_results(lenet, rnn, tta, memory), "lenet_optimizer_ms": 3.64})
     assert "| our trainer / TF1 loop, LeNet5 batch 50 | 1.50x | >= 1.3x |" in text
     assert "| our trainer batch 50 / bound at its best batch (256) | 0.38x | >= 0.9x |" in text
     assert "| our trainer / bound, both at our best batch (256) | 0.75x | >= 0.9x |" in text
+    assert "| bound batch 50 / bound at its best batch (256): the ceiling of any batch-50 loop | 0.50x |" in text
+    assert "| Adam update of LeNet5's 3.3M weights alone, per step (does not shrink with the batch) | 3.6 ms |" in text
     assert "| our trainer, LSTM-128 batch 128: vs TF1 loop; of bound | 1.50x; 0.75x |" in text
     assert "| our trainer (default settings) | 150 | 1.50x | 0.75x | 300 | 1.50x | 0.75x |" in text
     assert "| LSTM | our trainer (default settings) | 1,500 | 1.50x | 0.75x |" in text
@@ -72,6 +74,7 @@ def test_tiny_measurements_make_a_table():
         rates = bench.measure(method, "cifar", x, y, 50, 2)
         assert len(rates) == 2 and all(r > 0 and math.isfinite(r) for r in rates), (method, rates)
         figures[method] = bench._figure(rates)
+    assert 0 < bench.optimizer_step_ms(bench.our_config("cifar"), repeats=2) < 10_000
     text = bench.markdown(_results({"50": {"cifar": figures}}))
     assert "| our trainer / TF1 loop, LeNet5 batch 50 |" in text
     assert "| TF1 graph + feed_dict loop (the starter) |" in text and "| 1.00x | " in text

@@ -42,7 +42,8 @@ def fake_trainer(outcomes, calls):
         acc = 0.5 if status == "completed" else None
         runs.write_json(run_dir / "summary.json", {"status": status, "test_accuracy": acc, "test_loss": 1.0,
                                                    "divergence": "loss became nan" if status == "diverged" else None})
-        (run_dir / "history.csv").write_text("epoch,loss,accuracy,test_accuracy\n0,2.0,0.2,0.3\n1,1.5,0.4,0.5\n")
+        (run_dir / "history.csv").write_text("epoch,loss,accuracy,test_accuracy,epoch_seconds\n"
+                                             "0,2.0,0.2,0.3,1.5\n1,1.5,0.4,0.5,1.0\n")
         return codes[status]
 
     return train
@@ -65,6 +66,7 @@ def test_grid_and_listed_entries_expand_in_order(tmp_path):
     ("task: cifar\nsettings: {runs_dir: x}\nruns: [{lr: 0.1}]\n", "runs_dir is set by the sweep"),
     ("task: cifar\ngrid: {lr: 0.1}\n", "grid: lr: expected a non-empty list"),
     ("task: cifar\nbase: nope.yaml\nruns: [{lr: 0.1}]\n", "nope.yaml not found"),
+    ("task: cifar\ntarget: 50\nruns: [{lr: 0.1}]\n", r"target: expected a test accuracy in \(0, 1\], got 50"),
 ])
 def test_bad_sweep_files_are_usage_errors(tmp_path, text, message):
     with pytest.raises(UsageError, match=message):
@@ -120,6 +122,18 @@ def test_goes_on_past_diverged_runs_and_resumes(tmp_path, capsys):
     assert len(calls) == 4
 
 
+def test_target_gives_the_epoch_and_training_seconds_it_was_first_reached(tmp_path):
+    path = write_sweep(tmp_path, "task: cifar\ntarget: 0.45\nruns: [{name: a, lr: 0.1}, {name: b, lr: 0.01}]\n")
+    out, calls = tmp_path / "out", []
+    sweep.run_sweep(sweep.load_sweep(path), out, train=fake_trainer({"a": ["diverged"], "b": ["completed"]}, calls))
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [(r["entry"], r["epochs_to_target"], r["seconds_to_target"]) for r in rows] == [
+        ("a", "2", "2.5"), ("b", "2", "2.5")]  # test accuracy 0.3 then 0.5; epochs of 1.5 s and 1.0 s
+    md = (out / "results.md").read_text()
+    assert "to 0.45 (epoch, train s) |" in md and "| 2, 2.5 s |" in md
+    assert sweep.time_to_target({"test_accuracy": [0.3, 0.5]}, 0.6) == (None, None)
+
+
 def test_a_folder_with_other_settings_is_not_reused(tmp_path):
     path = write_sweep(tmp_path, "task: cifar\nruns: [{name: a, lr: 0.1}]\n")
     out, calls = tmp_path / "out", []
@@ -154,6 +168,8 @@ def test_sweep_cli_end_to_end_on_real_data(data_root, tmp_path):
         config = json.loads((out / row["run_dir"] / "config.json").read_text())
         assert (config["optimizer"], config["ntrain"], config["test_curve"]) == (row["entry"], 10, False)
         assert (out / row["run_dir"] / "saved_model" / "saved_model.pb").is_file()  # a normal run's outputs
+        history = list(csv.DictReader((out / row["run_dir"] / "history.csv").open()))
+        assert 0 < float(history[0]["epoch_seconds"]) <= summary["train_seconds"]  # what `target` sums
     assert (out / "overlay.png").is_file() and "| sgd | sgd |" in (out / "results.md").read_text()
 
     again = run_cli("tf_assign2.sweep", str(path), "--out", str(out), "--no-test-curve")

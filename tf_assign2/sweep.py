@@ -7,9 +7,10 @@
 A sweep file names a task (the CLI: ``cifar`` or ``mnist``), optionally a ``base`` config file
 (a ``--config`` YAML, relative to the sweep file) and ``settings`` shared by every entry, then
 the entries: a ``grid`` (every combination of the listed values) and/or a list of ``runs``
-(each a mapping of settings, with an optional ``name``); ``name`` (default: the file's stem)
-and a one-line ``description`` (the report's title) are optional. Settings are the training CLI's long
-flags with ``_`` for ``-``. Precedence: task defaults < base < settings < entry < flags given
+(each a mapping of settings, with an optional ``name``). Optional: ``name`` (default: the
+file's stem), a one-line ``description`` (the report's title), and a ``target`` test accuracy
+(the results then say at which epoch, after how many training seconds, each entry first
+reached it). Settings are the training CLI's long flags with ``_`` for ``-``. Precedence: task defaults < base < settings < entry < flags given
 to the sweep command. Every entry is checked before anything runs, so a typo in the last entry
 fails in seconds, not after hours.
 
@@ -54,7 +55,7 @@ from tf_assign2 import cli, runs
 from tf_assign2.config import TASKS, to_dict
 from tf_assign2.errors import UsageError
 
-SWEEP_KEYS = ("name", "description", "task", "base", "settings", "grid", "runs")
+SWEEP_KEYS = ("name", "description", "task", "base", "settings", "grid", "runs", "target")
 NOT_IN_SWEEPS = ("runs_dir",)  # set by the sweep: runs/<entry>/ under --out
 FINISHED = ("completed", "diverged")
 RESULT_COLUMNS = ("status", "test_accuracy", "test_loss", "best_val_accuracy", "final_train_loss",
@@ -91,11 +92,14 @@ def load_sweep(path):
     for key in NOT_IN_SWEEPS:
         if key in settings or any(key in e for _, e in entries):
             raise UsageError(f"{where}: {key} is set by the sweep (runs/<entry>/ under --out); remove it")
+    target = values.get("target")
+    if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target <= 1):
+        raise UsageError(f"{where}: target: expected a test accuracy in (0, 1], got {target!r}")
     description = values.get("description")
     if description is not None and not isinstance(description, str):
         raise UsageError(f"{where}: description: expected one line of text, got {description!r}")
     return {"name": name, "task": task, "base": str(base) if base else None, "settings": settings,
-            "entries": entries, "file": str(path), "description": description}
+            "entries": entries, "file": str(path), "description": description, "target": target}
 
 
 _SAFE = re.compile(r"[A-Za-z0-9._-]+")
@@ -232,6 +236,7 @@ def run_status(run_dir):
 
 def write_state(out, sweep, planned, state, flags):
     state.update({"name": sweep["name"], "task": sweep["task"], "description": sweep["description"],
+                  "target": sweep.get("target"),
                   "sweep_file": sweep["file"], "flags": list(flags), "order": [e["name"] for e in planned]})
     for entry in planned:
         record = state["entries"].setdefault(entry["name"], {})
@@ -347,6 +352,19 @@ def run_row(label, config, run_dir=None):
     return row
 
 
+def time_to_target(history, target):
+    """(epoch, training seconds) at which test accuracy first reached ``target``, or (None, None).
+
+    Seconds are the sum of history.csv's ``epoch_seconds`` (training steps only, not evaluation)
+    up to that epoch, so a resumed run counts each epoch once.
+    """
+    accuracy, seconds = history.get("test_accuracy", []), history.get("epoch_seconds", [])
+    for epoch, value in enumerate(accuracy):
+        if value >= target:
+            return epoch + 1, (round(sum(seconds[:epoch + 1]), 1) if len(seconds) > epoch else None)
+    return None, None
+
+
 def varying(rows, keys=SETTING_COLUMNS):
     """The setting columns whose values differ between rows (what the sweep varies); blanks do not count."""
     return [k for k in keys if len({json.dumps(r.get(k)) for r in rows if r.get(k) is not None}) > 1]
@@ -376,6 +394,10 @@ def write_results(out, sweep, planned):
     out = Path(out)
     rows = result_rows(out, planned)
     columns = ["entry", *SETTING_COLUMNS, *RESULT_COLUMNS]
+    if sweep.get("target") is not None:
+        for r in rows:
+            r["epochs_to_target"], r["seconds_to_target"] = time_to_target(r["history"], sweep["target"])
+        columns += ["epochs_to_target", "seconds_to_target"]
     text = io.StringIO()
     writer = csv.DictWriter(text, columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -390,7 +412,10 @@ def write_results(out, sweep, planned):
 
 def results_markdown(sweep, rows):
     keys = table_keys(rows)
+    target = sweep.get("target")
     header = ["entry", *keys, "test accuracy", "status", "epochs", "train s", "images/s"]
+    if target is not None:
+        header.append(f"to {target:g} (epoch, train s)")
     title = f"# Sweep {sweep['name']} ({sweep['task']})" + (f": {sweep['description']}" if sweep["description"] else "")
     lines = [title, "", f"From `{sweep['file']}`; one run per entry.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -402,6 +427,10 @@ def results_markdown(sweep, rows):
         status = r["status"] + (f" ({r['divergence']})" if r.get("divergence") else "")
         cells = [r["entry"], *(f"{r[k]:g}" if isinstance(r[k], float) else fmt(r[k]) for k in keys), acc, status, fmt(r["epochs_completed"]),
                  fmt(r["train_seconds"], 1), fmt(r["images_per_sec"], 0)]
+        if target is not None:
+            reached = r.get("epochs_to_target")
+            cells.append("not reached" if reached is None and r["status"] != "pending" else
+                         "" if reached is None else f"{reached}, {fmt(r.get('seconds_to_target'), 1)} s")
         lines.append("| " + " | ".join(cells) + " |")
     if best:
         lines += ["", f"Best: **{best['entry']}**, test accuracy {fmt(best['test_accuracy'])} ({best['run_dir']})."]

@@ -377,6 +377,7 @@ class Throughput(keras.callbacks.Callback):
         self.images.append(self.steps)
         if logs is not None:
             logs["rss_mb"] = resident_memory_mb()  # history.csv then shows memory stays flat
+            logs["epoch_seconds"] = round(self.epoch_seconds[-1], 3)  # for time-to-accuracy from history.csv
 
     def images_per_sec(self, batch_size, n_train, steps_per_epoch):
         """Median over epochs after the first (which includes tracing), or the first alone."""
