@@ -50,10 +50,13 @@ def _wait_for_epochs(runs_dir, epochs, proc, timeout=240):
     return _wait_until(proc, reached, f"epoch {epochs} of the run", timeout)
 
 
+MEASUREMENTS = {"rss_mb", "epoch_seconds"}
+
+
 def _history(run_dir):
-    """history.csv without the rss_mb column (memory use is not part of the training result)."""
+    """history.csv without the measurement columns (memory and wall time are not part of the training result)."""
     rows = list(csv.DictReader((run_dir / "history.csv").open()))
-    return [{k: v for k, v in row.items() if k != "rss_mb"} for row in rows]
+    return [{k: v for k, v in row.items() if k not in MEASUREMENTS} for row in rows]
 
 
 def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tmp_path):
