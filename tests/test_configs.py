@@ -1,4 +1,4 @@
-"""Every shipped config file loads through the CLI's own --config path, and every sweep file plans."""
+"""Every shipped config file loads through the CLI's own --config path, every sweep file plans, and defaults resolve."""
 
 from pathlib import Path
 
@@ -7,6 +7,7 @@ import yaml
 
 from conftest import ROOT
 from tf_assign2 import cli, sweep
+from tf_assign2.config import Config, task_defaults, validate
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 SWEEPS = sorted((ROOT / "configs" / "sweeps").glob("*.yaml"))
@@ -56,3 +57,15 @@ def test_the_assignment_sweeps():
     grid = {(e["config"]["cell"], e["config"]["units"]) for e in mnist if e["config"]["model"] == "rnn"}
     assert grid == {(c, u) for c in ("rnn", "lstm", "gru") for u in (64, 128, 256)}
     assert [e["config"]["model"] for e in mnist].count("lenet5") == 1
+
+
+def test_default_lr_is_the_starters_except_adam_on_the_rnns():
+    """1e-3 unless the model is recurrent and the optimizer Adam (2e-3, measured faster); a given lr wins."""
+    def resolved(task, **flags):
+        return validate(Config(**{**task_defaults(task), **flags})).lr
+
+    assert resolved("cifar") == 1e-3  # LeNet5 + Adam: the CIFAR starter
+    assert resolved("mnist") == 2e-3
+    assert resolved("mnist", optimizer="sgd") == 1e-3
+    assert resolved("mnist", model="lenet5") == 1e-3
+    assert resolved("mnist", lr=1e-3) == 1e-3

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import run_cli
 from tf_assign2 import report, runs
-from tf_assign2.config import Config, to_dict
+from tf_assign2.config import Config, to_dict, validate
 from tf_assign2.errors import UsageError
 
 
@@ -17,7 +17,7 @@ def fake_run(parent, name, status="completed", acc=0.5, history=((2.0, 0.3), (1.
     """A run directory with the files a run writes (config.json, summary.json, history.csv)."""
     run_dir = Path(parent) / name
     run_dir.mkdir(parents=True)
-    config = {**to_dict(Config(**settings)), "data_info": {"dataset": settings.get("dataset", "cifar10"),
+    config = {**to_dict(validate(Config(**settings))), "data_info": {"dataset": settings.get("dataset", "cifar10"),
                                                            "n_train": 9000, "n_val": 1000, "n_test": 1000}}
     runs.write_json(run_dir / "config.json", config)
     runs.write_json(run_dir / "summary.json", {

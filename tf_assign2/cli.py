@@ -88,7 +88,7 @@ def add_train_flags(parser):
     g.add_argument("--use-cudnn", type=cudnn_choice, default=None, help="LSTM/GRU cuDNN kernel: auto, on, off")
     g = parser.add_argument_group("training")
     g.add_argument("--optimizer", choices=config_module.OPTIMIZERS, default=None, help="(adam)")
-    g.add_argument("--lr", type=positive_float, default=None, help="learning rate (1e-3)")
+    g.add_argument("--lr", type=positive_float, default=None, help="learning rate (1e-3; 2e-3 for adam on the RNN classifiers)")
     g.add_argument("--momentum", type=any_float, default=None, help="momentum for --optimizer momentum (0.9)")
     g.add_argument("--clipnorm", type=positive_float, default=None, help="clip the global gradient norm (off)")
     g.add_argument("--schedule", choices=config_module.SCHEDULES, default=None,
