@@ -175,6 +175,20 @@ def _initial_dense_kernel():
     return keras.Model(inputs, keras.layers.Dense(16)(inputs)).get_weights()[0]
 
 
+def test_jit_auto_follows_the_measured_policy(small_config, monkeypatch):
+    """auto: XLA for LSTM/GRU on a CPU, LeNet5 and SimpleRNN without; on a GPU XLA except where cuDNN runs."""
+    def jit(gpu, **values):
+        monkeypatch.setattr(train, "gpu_available", lambda: gpu)
+        return train.resolve_jit(small_config(**values))
+
+    assert [jit(False, model="rnn", cell=cell) for cell in ("lstm", "gru", "rnn")] == [True, True, False]
+    assert not jit(False) and jit(True)  # LeNet5
+    assert not jit(True, model="rnn", cell="lstm") and jit(True, model="rnn", cell="lstm", use_cudnn=False)
+    assert not jit(False, model="rnn", cell="lstm", jit="off") and jit(False, jit="on")
+    monkeypatch.setattr(train, "gpu_available", lambda: False)
+    assert train.resolve_execution(small_config(model="rnn", cell="gru")).use_cudnn is False  # XLA: generic kernel
+
+
 def test_precision_auto_is_bfloat16_only_on_cpus_with_native_bfloat16(small_config, monkeypatch):
     monkeypatch.setattr(train, "gpu_available", lambda: False)
     for native, expected in ((True, "bfloat16"), (False, "float32")):

@@ -349,7 +349,8 @@ def keras_fit_defaults(cfg, x, y, epochs):
     """
     from tf_assign2 import train
 
-    cfg = dataclasses.replace(cfg, precision="float32", jit="auto")
+    # Keras' own jit_compile="auto" leaves XLA off on CPU-only machines.
+    cfg = dataclasses.replace(cfg, precision="float32", jit="on" if train.gpu_available() else "off")
     model = build_model(cfg)
     train.compile_model(model, cfg, 1)
     images = x.astype("float32") / 255.0

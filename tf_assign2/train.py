@@ -32,11 +32,20 @@ def gpu_available():
     return bool(tf.config.list_physical_devices("GPU"))
 
 
-def resolve_jit(jit):
-    """XLA where it pays: on a GPU. On this CPU XLA measured ~2x slower for LeNet5."""
-    if jit == "auto":
-        return gpu_available()
-    return jit == "on"
+def resolve_jit(config):
+    """XLA where it pays, as measured (BENCHMARKS.md, docs/bench/).
+
+    On a GPU: on, except for LSTM/GRU, which keep cuDNN's kernels there (cuDNN cannot be
+    XLA-compiled). On a CPU: on for LSTM/GRU (1.4x the samples/s of the plain graph on a 2-core
+    AVX2 EPYC, 1.0-1.2x on an AVX512 one), off for LeNet5 (2-3x slower with XLA) and for
+    the SimpleRNN (0.9x on one CPU, 1.3x on the other: no clear gain).
+    """
+    if config.jit != "auto":
+        return config.jit == "on"
+    gated = config.model == "rnn" and config.cell in ("lstm", "gru")
+    if gpu_available():
+        return not gated or config.use_cudnn is False
+    return gated
 
 
 def resolve_execution(config):
@@ -47,7 +56,7 @@ def resolve_execution(config):
     """
     from tf_assign2.errors import UsageError
 
-    jit = resolve_jit(config.jit)
+    jit = resolve_jit(config)
     recurrent = config.model == "rnn" and config.cell in ("lstm", "gru")
     if config.use_cudnn is True and not gpu_available():
         raise UsageError("--use-cudnn on: no GPU found; use auto (the default) or off")
@@ -187,7 +196,7 @@ def compile_model(model, config, steps_per_execution=1, total_steps=None):
         optimizer=make_optimizer(config.optimizer, learning_rate(config, total_steps), config.momentum, config.clipnorm),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy", keras.metrics.MeanMetricWrapper(starter_cross_entropy, name="starter_loss")],
-        jit_compile=resolve_jit(config.jit),
+        jit_compile=resolve_jit(config),
         steps_per_execution=steps_per_execution,
     )
     return model
@@ -529,7 +538,7 @@ def run(config, arrays, info, model, run_dir, resume=False, extra_callbacks=()):
         "epochs_planned": epochs,
         "steps_per_epoch": steps_per_epoch,
         "steps_per_execution": spe,
-        "jit_compile": resolve_jit(config.jit),
+        "jit_compile": resolve_jit(config),
         "train_seconds": round(train_seconds, 3),
         "images_per_sec": round(throughput.images_per_sec(config.batch_size, n_train, steps_per_epoch), 1),
         "batch_size": config.batch_size,
