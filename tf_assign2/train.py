@@ -32,6 +32,11 @@ def gpu_available():
     return bool(tf.config.list_physical_devices("GPU"))
 
 
+def has_cudnn_kernel(config):
+    """LSTM and GRU: the layers with a cuDNN kernel on GPUs, and the ones XLA speeds up on CPUs."""
+    return config.model == "rnn" and config.cell in ("lstm", "gru")
+
+
 def resolve_jit(config):
     """XLA where it pays, as measured (BENCHMARKS.md, docs/bench/).
 
@@ -42,10 +47,9 @@ def resolve_jit(config):
     """
     if config.jit != "auto":
         return config.jit == "on"
-    gated = config.model == "rnn" and config.cell in ("lstm", "gru")
     if gpu_available():
-        return not gated or config.use_cudnn is False
-    return gated
+        return not has_cudnn_kernel(config) or config.use_cudnn is False
+    return has_cudnn_kernel(config)
 
 
 def resolve_execution(config):
@@ -57,10 +61,9 @@ def resolve_execution(config):
     from tf_assign2.errors import UsageError
 
     jit = resolve_jit(config)
-    recurrent = config.model == "rnn" and config.cell in ("lstm", "gru")
     if config.use_cudnn is True and not gpu_available():
         raise UsageError("--use-cudnn on: no GPU found; use auto (the default) or off")
-    if jit and recurrent:
+    if jit and has_cudnn_kernel(config):
         if config.use_cudnn is True:
             raise UsageError("--use-cudnn on with --jit on: cuDNN kernels cannot be XLA-compiled; drop one")
         config.use_cudnn = False
