@@ -103,7 +103,7 @@ def add_train_flags(parser):
     g.add_argument("--seed", type=any_int, default=None, help="(0)")
     g.add_argument("--deterministic", action="store_true", default=None, help="TF op determinism: repeatable runs")
     g = parser.add_argument_group("execution")
-    g.add_argument("--jit", choices=config_module.JIT, default=None, help="XLA: auto = on with a GPU, off on CPU")
+    g.add_argument("--jit", choices=config_module.JIT, default=None, help="XLA: auto = where measured faster (GPU: all but cuDNN LSTM/GRU; CPU: LSTM/GRU only)")
     g.add_argument("--steps-per-execution", type=positive_int, default=None, help="steps per compiled call (auto)")
     g.add_argument("--precision", choices=config_module.PRECISIONS, default=None, help="auto (LeNet5: bfloat16 compute on CPUs with native bfloat16 instructions; otherwise float32), float32, mixed (float16, GPU) or bfloat16")
     g.add_argument("--strategy", choices=config_module.STRATEGIES, default=None, help="default or mirrored (all GPUs)")
