@@ -59,6 +59,18 @@ def test_markdown_prints_the_ratios_issue_7_asks_for():
     assert "Machine: Test CPU, 2 cores, GPU: none" in text
 
 
+def test_float32_lenet_is_timed_once_where_the_default_is_float32():
+    """``ours_f32`` is a second figure only where ``ours`` computes in bfloat16; the table then has no
+    float32 row, and the auto precision here decides which case this machine is."""
+    assert "ours_f32" not in bench.lenet_methods(bench.METHODS, "float32")
+    assert bench.lenet_methods(bench.METHODS, "bfloat16") == bench.METHODS
+    auto = bench.our_config("cifar").precision
+    assert ("ours_f32" in bench.lenet_methods(bench.METHODS, auto)) == (auto == "bfloat16")
+    rates = {"tf1": 100.0, "ours": 150.0, "bound": 200.0}
+    text = bench.markdown(_results({"50": {"cifar": {m: _figure(v) for m, v in rates.items()}}}))
+    assert "| our trainer (default settings) | 150 |" in text and "--precision float32" not in text
+
+
 def _images(n):
     import numpy as np
 
