@@ -19,10 +19,11 @@ def write_sweep(folder, text, name="s.yaml"):
     return path
 
 
-def fake_trainer(outcomes, calls):
+def fake_trainer(outcomes, calls, accuracy=None):
     """Stands in for cli.train: makes a run dir where the entry's config says, with the outcome asked for.
 
-    ``outcomes`` maps an entry (its runs/<entry> folder name) to a list of statuses, one per call.
+    ``outcomes`` maps an entry (its runs/<entry> folder name) to a list of statuses, one per call;
+    ``accuracy`` (optional) gives a completed run's test accuracy from its entry name (else 0.5).
     """
     codes = {"completed": 0, "diverged": 1, "interrupted": 130}
 
@@ -39,7 +40,7 @@ def fake_trainer(outcomes, calls):
         status = outcomes[entry].pop(0)
         if status == "killed":  # SIGKILL: the run dir exists, no summary
             raise KeyboardInterrupt
-        acc = 0.5 if status == "completed" else None
+        acc = (accuracy(entry) if accuracy else 0.5) if status == "completed" else None
         runs.write_json(run_dir / "summary.json", {"status": status, "test_accuracy": acc, "test_loss": 1.0,
                                                    "divergence": "loss became nan" if status == "diverged" else None})
         (run_dir / "history.csv").write_text("epoch,loss,accuracy,test_accuracy,epoch_seconds\n"
@@ -132,6 +133,22 @@ def test_target_gives_the_epoch_and_training_seconds_it_was_first_reached(tmp_pa
     md = (out / "results.md").read_text()
     assert "to 0.45 (epoch, train s) |" in md and "| 2, 2.5 s |" in md
     assert sweep.time_to_target({"test_accuracy": [0.3, 0.5]}, 0.6) == (None, None)
+
+
+def test_seeds_are_summarised_by_their_mean(tmp_path):
+    path = write_sweep(tmp_path, "task: mnist\ntarget: 0.6\nsettings: {val_split: 0.0}\n"
+                                 "grid: {lr: [0.1, 0.2], seed: [0, 1]}\n")
+    accuracy = {"0.1-0": 0.9, "0.1-1": 0.3, "0.2-0": 0.7, "0.2-1": 0.6}  # 0.1 has the best run, 0.2 the best mean
+    out, calls = tmp_path / "out", []
+    sweep.run_sweep(sweep.load_sweep(path), out, train=fake_trainer({e: ["completed"] for e in accuracy}, calls,
+                                                                    accuracy.get))
+    text = (out / "results.md").read_text()
+    assert "| entry | optimizer | lr | seed |" in text  # seed varies: shown; val_split does not: hidden
+    assert "| 0.1 | 2/2 | 0.6000 | 0.3000 | 0.9000 | 0/2 |" in text  # the fake history tops out at 0.5
+    assert "| 0.2 | 2/2 | 0.6500 | 0.6000 | 0.7000 | 0/2 |" in text
+    assert "Best mean over seeds: **optimizer adam, lr 0.2**, 0.6500." in text and "Best: **" not in text
+    with open(out / "results.csv") as f:
+        assert {(r["entry"], r["seed"], r["val_split"]) for r in csv.DictReader(f)} >= {("0.2-1", "1", "0.0")}
 
 
 def test_a_folder_with_other_settings_is_not_reused(tmp_path):

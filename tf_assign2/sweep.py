@@ -60,7 +60,8 @@ NOT_IN_SWEEPS = ("runs_dir",)  # set by the sweep: runs/<entry>/ under --out
 FINISHED = ("completed", "diverged")
 RESULT_COLUMNS = ("status", "test_accuracy", "test_loss", "best_val_accuracy", "final_train_loss",
                   "epochs_completed", "train_seconds", "images_per_sec", "parameters", "divergence", "run_dir")
-SETTING_COLUMNS = ("model", "cell", "units", "layers", "optimizer", "lr", "momentum", "batch_size", "epochs")
+SETTING_COLUMNS = ("model", "cell", "units", "layers", "init", "optimizer", "lr", "momentum", "clipnorm",
+                   "batch_size", "epochs", "val_split", "seed")
 
 
 # --------------------------------------------------------------------------- the sweep file
@@ -115,7 +116,7 @@ def _mapping(value, where):
 
 def entry_name(settings):
     """A readable, file-safe name from an entry's values: {optimizer: adam, lr: 0.01} -> adam-0.01."""
-    parts = [str(v) for v in settings.values()]
+    parts = ["none" if v is None else str(v) for v in settings.values()]
     return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(parts)) or "default"
 
 
@@ -341,6 +342,8 @@ def run_row(label, config, run_dir=None):
         row.update(cell=None, units=None, layers=None)
     if row["optimizer"] != "momentum":
         row["momentum"] = None
+    if row["clipnorm"] is None:  # a setting, not a blank: the column shows when some runs clip
+        row["clipnorm"] = "off"
     row.update({k: None for k in RESULT_COLUMNS})
     row.update(status="pending", history={}, path=None)
     if run_dir is not None:
@@ -432,10 +435,47 @@ def results_markdown(sweep, rows):
             cells.append("not reached" if reached is None and r["status"] != "pending" else
                          "" if reached is None else f"{reached}, {fmt(r.get('seconds_to_target'), 1)} s")
         lines.append("| " + " | ".join(cells) + " |")
-    if best:
+    if "seed" in keys:
+        lines += seed_summary(rows, [k for k in keys if k != "seed"], target)
+    elif best:
         lines += ["", f"Best: **{best['entry']}**, test accuracy {fmt(best['test_accuracy'])} ({best['run_dir']})."]
     lines += ["", "![train loss and test accuracy per epoch](overlay.png)", ""]
     return "\n".join(lines)
+
+
+def seed_groups(rows, keys):
+    """Rows that differ only in their seed, grouped by the other settings (in table order)."""
+    groups = {}
+    for r in rows:
+        groups.setdefault(tuple(json.dumps(r.get(k)) for k in keys), []).append(r)
+    return list(groups.values())
+
+
+def seed_summary(rows, keys, target=None):
+    """Markdown lines: mean, min and max test accuracy over the seeds of each setting.
+
+    When a sweep repeats settings over seeds, a single best run is mostly luck (on 1k test
+    images one image is 0.001), so the verdict is the best mean over completed seeds.
+    """
+    header = [*keys, "seeds", "mean test accuracy", "min", "max"]
+    if target is not None:
+        header.append(f"seeds reaching {target:g}")
+    lines = ["", "Over seeds:", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    best, best_mean = None, -1.0
+    for group in seed_groups(rows, keys):
+        done = [r["test_accuracy"] for r in group if r["status"] == "completed" and r["test_accuracy"] is not None]
+        mean = sum(done) / len(done) if done else None
+        cells = [f"{group[0][k]:g}" if isinstance(group[0][k], float) else fmt(group[0][k]) for k in keys]
+        cells += [f"{len(done)}/{len(group)}", fmt(mean), fmt(min(done, default=None)), fmt(max(done, default=None))]
+        if target is not None:
+            cells.append(f"{sum(1 for r in group if r.get('epochs_to_target') is not None)}/{len(group)}")
+        lines.append("| " + " | ".join(cells) + " |")
+        if mean is not None and mean > best_mean:
+            best, best_mean = cells[:len(keys)], mean
+    if best is not None:
+        setting = ", ".join(f"{k} {v}" for k, v in zip(keys, best))
+        lines += ["", f"Best mean over seeds: **{setting}**, {fmt(best_mean)}."]
+    return lines
 
 
 # --------------------------------------------------------------------------- command line
