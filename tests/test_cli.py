@@ -73,9 +73,10 @@ def _assert_clean_error(done, tmp_path, *needles):
         (("--model", "rnn", "--cell", "transformer"), ("--cell", "invalid choice")),
         (("--val-split", "1.5"), ("--val-split",)),
         (("--jit", "maybe"), ("--jit",)),
+        (("--augment-shift", "9"), ("--augment-shift 9", "from 0 to 7")),
     ],
     ids=["optimizer", "lr-zero", "lr-negative", "epochs", "batch-type", "missing-dir", "units", "cell", "val-split",
-         "jit"],
+         "jit", "augment-shift"],
 )
 def test_bad_flags(tmp_path, args, needles):
     _assert_clean_error(run_cli("tf_assign2.cifar", *_tiny(tmp_path), *args), tmp_path, *needles)

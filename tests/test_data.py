@@ -64,6 +64,40 @@ def test_epoch_order_depends_only_on_seed_and_epoch():
     assert epochs[0] != epochs[1] and len(set(sum(epochs, []))) == 10  # reshuffled; over epochs, every image
 
 
+@pytest.mark.parametrize("shape", [(28, 28), (28, 28, 1)])
+def test_shift_augmentation_moves_each_image_whole_and_resumes_exactly(data_root, shape):
+    """Real MNIST digits (rows for the RNN, HxWx1 for LeNet5): every augmented image is its original
+    moved by whole pixels, |dy|, |dx| <= 2 (found by matching against all 25 shifts), the shifts
+    differ between images, and a run resumed at epoch 1 sees the same augmented batches."""
+    x, y, _, _ = data.read_png_layout(data_root / "MNIST")
+    keep = np.random.default_rng(0).permutation(len(y))[:16]
+    x, y = x[keep].reshape(16, *shape), y[keep]
+    plain = x.astype(np.float32) / 255.0
+    augmented = list(data.train_dataset(x, y, 8, seed=3, shift=2).take(4))  # epochs 0 and 1
+    order = list(data.train_dataset(x, y, 8, seed=3).take(4))
+    shifts = set()
+    for (images, labels), (_, same_labels) in zip(augmented, order):
+        assert labels.numpy().tolist() == same_labels.numpy().tolist()  # augmentation keeps the order
+        for image, label in zip(images.numpy(), labels.numpy()):
+            original = plain[np.flatnonzero(y == label)]
+            found = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) for o in original
+                     if np.array_equal(_shifted(o, dy, dx), image)]
+            assert found, "an augmented image is not a whole-pixel shift of a training image"
+            shifts.add(found[0])
+    assert len(shifts) >= 5
+    resumed = list(data.train_dataset(x, y, 8, seed=3, start_epoch=1, shift=2).take(2))
+    for (a, _), (b, _) in zip(augmented[2:], resumed):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def _shifted(image, dy, dx):
+    """``image`` moved down dy and right dx pixels, zeros coming in."""
+    out = np.zeros_like(image)
+    h, w = image.shape[:2]
+    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = image[max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)]
+    return out
+
+
 def _copy_layout(src, dst, classes, per_class=3):
     for split in ("Train", "Test"):
         for c in range(classes):

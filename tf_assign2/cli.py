@@ -91,6 +91,8 @@ def add_train_flags(parser):
     g.add_argument("--lr", type=positive_float, default=None, help="learning rate (1e-3; 2e-3 for adam on the RNN classifiers)")
     g.add_argument("--momentum", type=any_float, default=None, help="momentum for --optimizer momentum (0.9)")
     g.add_argument("--clipnorm", type=positive_float, default=None, help="clip the global gradient norm (off)")
+    g.add_argument("--augment-shift", type=any_int, default=None, metavar="PIXELS",
+                   help="shift each training image by a random 0..PIXELS pixels per axis (0: off, the starters')")
     g.add_argument("--schedule", choices=config_module.SCHEDULES, default=None,
                    help="learning rate: constant (the starters') or cosine decay to 0 over the run")
     g.add_argument("--epochs", type=positive_int, default=None, help="epochs (10)")

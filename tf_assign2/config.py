@@ -51,6 +51,7 @@ class Config:
     momentum: float = 0.9
     schedule: str = "constant"
     clipnorm: float = None
+    augment_shift: int = 0  # pixels; 0: none (the starters')
     epochs: int = 10
     steps: int = None
     training_iters: int = None
@@ -140,6 +141,8 @@ def validate(config):
         raise UsageError(f"--lr {config.lr}: expected a learning rate > 0")
     if config.clipnorm is not None and not config.clipnorm > 0:
         raise UsageError(f"--clipnorm {config.clipnorm}: expected a number > 0")
+    if not isinstance(config.augment_shift, int) or not 0 <= config.augment_shift <= 7:
+        raise UsageError(f"--augment-shift {config.augment_shift}: expected whole pixels from 0 to 7")
     if not 0 <= config.momentum < 1:
         raise UsageError(f"--momentum {config.momentum}: expected a value in [0, 1)")
     if not 0 <= config.val_split < 1:

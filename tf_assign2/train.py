@@ -487,7 +487,8 @@ def run(config, arrays, info, model, run_dir, resume=False, extra_callbacks=()):
     if resume:
         _truncate_history(history_csv, start_epoch)
 
-    train_ds = data.train_dataset(arrays.train_x, arrays.train_y, config.batch_size, config.seed, start_epoch)
+    train_ds = data.train_dataset(arrays.train_x, arrays.train_y, config.batch_size, config.seed, start_epoch,
+                                  shift=config.augment_shift)
     val_ds = data.eval_dataset(arrays.val_x, arrays.val_y, 256) if len(arrays.val_y) else None
     test_ds = data.eval_dataset(arrays.test_x, arrays.test_y, 256)
 

@@ -272,7 +272,7 @@ class SearchModel:
         divergence = train.DivergenceStop()
         started = time.perf_counter()
         history = model.fit(
-            data.train_dataset(train_x, train_y, cfg.batch_size, cfg.seed, initial_epoch),
+            data.train_dataset(train_x, train_y, cfg.batch_size, cfg.seed, initial_epoch, shift=cfg.augment_shift),
             epochs=epochs or cfg.epochs,
             initial_epoch=initial_epoch,  # Hyperband continues a trial from its parent's weights
             steps_per_epoch=data.steps_per_epoch(len(train_y), cfg.batch_size),
