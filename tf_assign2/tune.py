@@ -613,10 +613,12 @@ def build_parser():
     g.add_argument("--layers", type=cli.positive_int, default=None, help="mnist: stacked recurrent layers (1)")
     g.add_argument("--init", choices=["starter", "keras"], default=None, help="initialisation (starter)")
     g.add_argument("--clipnorm", type=cli.positive_float, default=None, help="clip the global gradient norm (off)")
+    g.add_argument("--augment-shift", type=cli.any_int, default=None, metavar="PIXELS",
+                   help="random shifts of the training images, up to PIXELS per axis (0: off)")
     g.add_argument("--schedule", choices=["constant", "cosine"], default=None, help="learning rate schedule (constant)")
     g.add_argument("--seed", type=cli.any_int, default=None, help="(0)")
     g.add_argument("--deterministic", action="store_true", default=None, help="TF op determinism")
-    g.add_argument("--jit", choices=["auto", "on", "off"], default=None, help="XLA (auto: on with a GPU)")
+    g.add_argument("--jit", choices=["auto", "on", "off"], default=None, help="XLA (auto: where measured faster, as for training)")
     g.add_argument("--no-visualize", dest="visualize", action="store_false", default=None,
                    help="best model's run: skip the filter figures and TensorBoard summaries")
     g.add_argument("--no-test-curve", dest="test_curve", action="store_false", default=None,
