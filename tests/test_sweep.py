@@ -167,6 +167,23 @@ def test_a_folder_with_other_settings_is_not_reused(tmp_path):
     assert len(calls) == 1
 
 
+def test_a_folder_from_before_a_setting_existed_still_resumes(tmp_path):
+    """A sweep folder written before a setting was added lacks it; it ran with the default, so the
+    same sweep resumes there, and a non-default value of the new setting is still refused."""
+    path = write_sweep(tmp_path, "task: mnist\nruns: [{name: a}, {name: b, lr: 0.1}]\n")
+    out, calls = tmp_path / "out", []
+    train = fake_trainer({"a": ["completed"], "b": ["killed", "completed"]}, calls)
+    assert sweep.run_sweep(sweep.load_sweep(path), out, train=train) == 130
+    state = runs.read_json(out / "sweep.json")
+    for entry in state["entries"].values():
+        del entry["config"]["augment_shift"]  # as an older version wrote it
+    runs.write_json(out / "sweep.json", state)
+    assert sweep.run_sweep(sweep.load_sweep(path), out, train=train) == 0
+    assert [c[0] for c in calls] == ["--config", "--config", "--resume"]
+    with pytest.raises(UsageError, match=r"entry 'a' was run with other settings \(augment_shift: 0 -> 2\)"):
+        sweep.run_sweep(sweep.load_sweep(path), out, ["--augment-shift", "2"], train=train)
+
+
 def test_sweep_cli_end_to_end_on_real_data(data_root, tmp_path):
     """Two tiny entries through `python -m tf_assign2.sweep`; a second run of the command does nothing."""
     path = write_sweep(tmp_path, f"name: tiny\ntask: cifar\nsettings: {{data_dir: {data_root / 'CIFAR10'}, ntrain: 10, "

@@ -297,3 +297,16 @@ def test_chief_and_two_workers_complete_a_search(data_root, tmp_path):
     assert "trial done" not in logs["chief"].read_text()  # the chief only serves the oracle
     best = json.loads((project / "best_hyperparameters.json").read_text())
     assert json.loads((Path(best["run_dir"]) / "summary.json").read_text())["status"] == "completed"
+
+
+def test_a_project_recorded_before_a_setting_existed_continues():
+    """An older search.json lacks settings added since (it ran with their defaults): continuing it
+    is allowed; asking for a non-default value of the new setting is a change."""
+    from tf_assign2.config import Config, to_dict
+
+    fresh = {"task": "mnist", "tuner": "random", "config": json.loads(json.dumps(to_dict(Config())))}
+    older = json.loads(json.dumps(fresh))
+    del older["config"]["augment_shift"]
+    assert tune._differences(older, fresh) == []
+    fresh["config"]["augment_shift"] = 2
+    assert tune._differences(older, fresh) == ["config.augment_shift"]

@@ -52,7 +52,7 @@ import tempfile
 from pathlib import Path
 
 from tf_assign2 import cli, runs
-from tf_assign2.config import TASKS, to_dict
+from tf_assign2.config import TASKS, Config, to_dict
 from tf_assign2.errors import UsageError
 
 SWEEP_KEYS = ("name", "description", "task", "base", "settings", "grid", "runs", "target")
@@ -61,7 +61,7 @@ FINISHED = ("completed", "diverged")
 RESULT_COLUMNS = ("status", "test_accuracy", "test_loss", "best_val_accuracy", "final_train_loss",
                   "epochs_completed", "train_seconds", "images_per_sec", "parameters", "divergence", "run_dir")
 SETTING_COLUMNS = ("model", "cell", "units", "layers", "init", "optimizer", "lr", "momentum", "clipnorm",
-                   "batch_size", "epochs", "val_split", "seed")
+                   "augment_shift", "batch_size", "epochs", "val_split", "seed")
 
 
 # --------------------------------------------------------------------------- the sweep file
@@ -208,12 +208,17 @@ def check_out(out, sweep, planned):
     if state.get("name") != sweep["name"] or state.get("task") != sweep["task"]:
         raise UsageError(f"--out {out}: holds sweep '{state.get('name')}' ({state.get('task')}); "
                          f"choose another --out for '{sweep['name']}'")
+    defaults = to_dict(Config())
     for entry in planned:
         old = state["entries"].get(entry["name"])
-        if old and old.get("config") != entry["config"]:
-            changed = sorted(k for k in set(old["config"]) | set(entry["config"])
-                             if old["config"].get(k) != entry["config"].get(k))
-            detail = ", ".join(f"{k}: {old['config'].get(k)!r} -> {entry['config'].get(k)!r}" for k in changed[:3])
+        if not old:
+            continue
+        # a setting added by a later version is absent from older folders: it had its default there
+        before = {**{k: v for k, v in defaults.items() if k not in old["config"]}, **old["config"]}
+        before = json.loads(json.dumps(before))  # tuples as the JSON lists entry configs hold
+        changed = sorted(k for k in set(before) | set(entry["config"]) if before.get(k) != entry["config"].get(k))
+        if changed:
+            detail = ", ".join(f"{k}: {before.get(k)!r} -> {entry['config'].get(k)!r}" for k in changed[:3])
             raise UsageError(f"--out {out}: entry '{entry['name']}' was run with other settings ({detail}); "
                              "re-run with the same settings to resume, or choose another --out")
     return state

@@ -444,10 +444,19 @@ def prepare_project(project_dir, record, overwrite):
 
 
 def _differences(saved, fresh):
-    """Names of the settings that differ ("config.epochs", "space", ...)."""
+    """Names of the settings that differ ("config.epochs", "space", ...).
+
+    A config setting added by a later version is missing from an older project's record; the
+    search ran with its default, so only a non-default value counts as a change.
+    """
+    from tf_assign2.config import Config, to_dict
+
+    defaults = json.loads(json.dumps(to_dict(Config())))
     changed = []
     for key, value in fresh.items():
         old = saved.get(key)
+        if key == "config" and isinstance(old, dict):
+            old = {**{k: v for k, v in defaults.items() if k not in old}, **old}
         if key != "space" and isinstance(value, dict) and isinstance(old, dict):
             changed += [f"{key}.{k}" for k in value if old.get(k) != value[k]]
         elif old != value:
