@@ -8,6 +8,7 @@ recurrent classifiers defaults to 2e-3, which measured faster to 0.95 and better
 """
 
 import dataclasses
+import json
 import math
 
 from tf_assign2.data import DATASETS, SOURCES
@@ -171,6 +172,14 @@ def validate(config):
 
 def to_dict(config):
     return dataclasses.asdict(config)
+
+
+def with_new_defaults(recorded):
+    """A config recorded by an earlier version (sweep.json, a tuning project's search.json),
+    completed with today's default for each setting added since - the value it ran with - and
+    in JSON form (tuples as lists), so it compares equal to a fresh record of the same settings."""
+    defaults = to_dict(Config())
+    return json.loads(json.dumps({**{k: v for k, v in defaults.items() if k not in recorded}, **recorded}))
 
 
 def from_dict(values):

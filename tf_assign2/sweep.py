@@ -52,7 +52,7 @@ import tempfile
 from pathlib import Path
 
 from tf_assign2 import cli, runs
-from tf_assign2.config import TASKS, Config, to_dict
+from tf_assign2.config import TASKS, to_dict, with_new_defaults
 from tf_assign2.errors import UsageError
 
 SWEEP_KEYS = ("name", "description", "task", "base", "settings", "grid", "runs", "target")
@@ -208,14 +208,11 @@ def check_out(out, sweep, planned):
     if state.get("name") != sweep["name"] or state.get("task") != sweep["task"]:
         raise UsageError(f"--out {out}: holds sweep '{state.get('name')}' ({state.get('task')}); "
                          f"choose another --out for '{sweep['name']}'")
-    defaults = to_dict(Config())
     for entry in planned:
         old = state["entries"].get(entry["name"])
         if not old:
             continue
-        # a setting added by a later version is absent from older folders: it had its default there
-        before = {**{k: v for k, v in defaults.items() if k not in old["config"]}, **old["config"]}
-        before = json.loads(json.dumps(before))  # tuples as the JSON lists entry configs hold
+        before = with_new_defaults(old["config"])  # a folder from before a setting existed ran with its default
         changed = sorted(k for k in set(before) | set(entry["config"]) if before.get(k) != entry["config"].get(k))
         if changed:
             detail = ", ".join(f"{k}: {before.get(k)!r} -> {entry['config'].get(k)!r}" for k in changed[:3])

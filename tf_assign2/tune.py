@@ -449,14 +449,13 @@ def _differences(saved, fresh):
     A config setting added by a later version is missing from an older project's record; the
     search ran with its default, so only a non-default value counts as a change.
     """
-    from tf_assign2.config import Config, to_dict
+    from tf_assign2.config import with_new_defaults
 
-    defaults = json.loads(json.dumps(to_dict(Config())))
     changed = []
     for key, value in fresh.items():
         old = saved.get(key)
         if key == "config" and isinstance(old, dict):
-            old = {**{k: v for k, v in defaults.items() if k not in old}, **old}
+            old = with_new_defaults(old)
         if key != "space" and isinstance(value, dict) and isinstance(old, dict):
             changed += [f"{key}.{k}" for k in value if old.get(k) != value[k]]
         elif old != value:
