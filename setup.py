@@ -1,11 +1,15 @@
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+README = Path(__file__).with_name("README.md")
 
 setup(
     name="tf-assign2",
     version="0.1.0",
     description="Keras 3 / TensorFlow 2 port of the Rice ELEC/COMP 576 Assignment 2 starters "
     "(LeNet5 on CIFAR10, RNN/LSTM/GRU on MNIST) with tuning, visualisation and export.",
-    long_description=open("README.md").read() if __import__("os").path.exists("README.md") else "",
+    long_description=README.read_text() if README.is_file() else "",
     long_description_content_type="text/markdown",
     packages=find_packages(include=["tf_assign2", "tf_assign2.*"]),
     python_requires=">=3.10",
@@ -24,7 +28,7 @@ setup(
         "numpy",
     ],
     extras_require={
-        "test": ["pytest", "hypothesis"],
+        "test": ["pytest", "hypothesis", "ruff"],
         "gpu": ["tensorflow[and-cuda]>=2.16"],
     },
     entry_points={

@@ -5,9 +5,8 @@ import json
 import shutil
 
 import pytest
-from PIL import Image
-
 from conftest import run_cli
+from PIL import Image
 
 
 def _tiny(tmp_path, *extra):

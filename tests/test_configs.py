@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT
+
 from tf_assign2 import cli, sweep
 from tf_assign2.config import Config, task_defaults, validate
 

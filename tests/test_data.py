@@ -36,7 +36,7 @@ def test_pipeline_floats_in_unit_range(small_config):
     assert np.bincount(arrays.val_y).tolist() == [4] * 10  # stratified
     images, labels = next(iter(data.train_dataset(arrays.train_x, arrays.train_y, 32, seed=0)))
     assert images.shape == (32, 28, 28, 1) and images.dtype.name == "float32"
-    assert 0.0 <= float(images.numpy().min()) and float(images.numpy().max()) <= 1.0
+    assert float(images.numpy().min()) >= 0.0 and float(images.numpy().max()) <= 1.0
     assert labels.dtype.name == "int32"
     test_images, _ = next(iter(data.eval_dataset(arrays.test_x, arrays.test_y, 50)))
     np.testing.assert_allclose(test_images.numpy(), arrays.test_x / 255.0, atol=1e-7)

@@ -10,7 +10,6 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import DATA, run_cli
 
 TINY = ("--ntrain", "40", "--ntest", "5", "--epochs", "3", "--deterministic", "--no-test-curve")

@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
+
 from tf_assign2 import report, runs
 from tf_assign2.config import Config, to_dict, validate
 from tf_assign2.errors import UsageError

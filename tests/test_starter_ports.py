@@ -8,7 +8,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import DATA, ROOT
 
 PORTS = ROOT / "starter_ports"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import run_cli
+
 from tf_assign2 import runs, sweep
 from tf_assign2.errors import UsageError
 

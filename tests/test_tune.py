@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import DATA, ROOT, run_cli
+
 from tf_assign2 import tune
 from tf_assign2.errors import UsageError
 

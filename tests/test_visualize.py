@@ -7,8 +7,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import run_cli
+
 from tf_assign2 import callbacks, data, models, runs, train, viz
 from tf_assign2 import visualize as vis
 from tf_assign2.config import Config, validate

@@ -1,12 +1,12 @@
-"""`python -m tf_assign2.cifar`: see `--help`. Thin wrapper over `cli.train_main`."""
+"""`python -m tf_assign2.cifar`: train LeNet5 on the assignment's CIFAR10; see `--help`."""
 
 import sys
 
-from tf_assign2.cli import train_main
+from tf_assign2.cli import train
 
 
 def main(argv=None):
-    return train_main("cifar", argv)
+    return train.main("cifar", argv)
 
 
 if __name__ == "__main__":

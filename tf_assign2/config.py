@@ -1,76 +1,151 @@
-"""The resolved configuration of a run: one dataclass, validated once, written to config.json.
+"""The settings of a run: one schema, validated once, written to config.json.
 
-CLI flags and ``--config`` YAML files both end up here (see ``cli.py``); ``train.run`` and
-``data.load_arrays`` read nothing else. Defaults follow the starters: CIFAR is LeNet5 at
-batch 50, MNIST an LSTM of 128 units at batch 128, both Adam 1e-3 - except that Adam on the
-recurrent classifiers defaults to 2e-3, which measured faster to 0.95 and better after 10 epochs
-(see ``default_lr``).
+Each field of ``Config`` declares everything about one setting - its type, default, range or
+choices, help text and where it shows up - through ``setting(...)``. The command-line flags
+(``cli``), the checks of ``--config`` YAML files and sweep entries, tune's fixed training
+flags and the sweep/report result columns are all generated from these declarations, so adding
+a setting is one field here plus the code that reads it.
+
+Defaults follow the starters: CIFAR is LeNet5 at batch 50, MNIST an LSTM of 128 units at batch
+128, both Adam 1e-3 - except that Adam on the recurrent classifiers defaults to 2e-3, which
+measured faster to 0.95 and better after 10 epochs (see ``default_lr``).
+
+A ``Config`` is frozen: hardware choices (XLA, precision, steps per execution) are resolved
+into a separate plan (``training.plan``), never written back into the settings.
+
+Nothing here imports TensorFlow, so every flag and file error is reported in well under a second.
 """
 
 import dataclasses
+import difflib
 import json
 import math
 
-from tf_assign2.data import DATASETS, SOURCES
+from tf_assign2.data.sources import DATASETS, SOURCES
 from tf_assign2.errors import UsageError
+from tf_assign2.models import CELLS, INITS, MODELS
+from tf_assign2.training.optimizers import OPTIMIZERS
 
-CELLS = ("rnn", "lstm", "gru")
-INITS = ("starter", "keras")
 TASKS = ("cifar", "mnist")
-OPTIMIZERS = ("adam", "sgd", "momentum", "adagrad", "rmsprop", "adamw")
-MODELS = ("lenet5", "rnn")
 JIT = ("auto", "on", "off")
 PRECISIONS = ("auto", "float32", "mixed", "bfloat16")
 SCHEDULES = ("constant", "cosine")
 STRATEGIES = ("default", "mirrored")
+CUDNN = ("auto", True, False)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """What one field accepts and where it appears (stored in the field's metadata)."""
+
+    help: str
+    kind: type  # int, float, str, bool or tuple
+    group: str = "training"  # the --help section: data, model, training, execution, outputs
+    choices: tuple = None
+    low: float = None
+    high: float = None
+    low_open: bool = False  # True: the value must be > low (else >= low)
+    high_open: bool = False  # True: the value must be < high (else <= high)
+    expected: str = None  # the words of the error message; generated from the range if None
+    tune: bool = False  # a fixed training flag of `tune` (not searched)
+    column: bool = False  # a column of sweep and report tables
+    flag: str = None  # the flag when it is not --<name> (e.g. --no-visualize)
+    metavar: str = None
+
+    def describe(self):
+        """What a valid value is, in words: 'an integer >= 1', 'a fraction in [0, 1)'."""
+        if self.expected:
+            return self.expected
+        if self.choices is not None:
+            return "one of " + ", ".join(map(_show, self.choices))
+        noun = "an integer" if self.kind is int else "a number"
+        if self.low is not None and self.high is not None:
+            return f"{noun} in {'(' if self.low_open else '['}{_show(self.low)}, {_show(self.high)}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f"{noun} {'>' if self.low_open else '>='} {_show(self.low)}"
+        return noun
+
+
+def _show(value):
+    return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else str(value)
+
+
+def setting(default, help, kind=None, **rules):
+    """A dataclass field with its ``Setting``; ``kind`` defaults to the type of ``default``."""
+    kind = kind or type(default)
+    return dataclasses.field(default=default, metadata={"setting": Setting(help=help, kind=kind, **rules)})
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
-    task: str = "cifar"
+    task: str = setting("cifar", "which starter this run ports", choices=TASKS, group="data")
     # data
-    dataset: str = "cifar10"
-    source: str = "auto"
-    data_dir: str = None
-    tfds_data_dir: str = None
-    ntrain: int = None
-    ntest: int = None
-    val_split: float = 0.1
-    native: bool = False
+    dataset: str = setting("cifar10", "which dataset (cifar10 for cifar, mnist for mnist)", choices=DATASETS,
+                           group="data")
+    source: str = setting("auto", "force a source instead of the resolution order", choices=SOURCES, group="data")
+    data_dir: str = setting(None, "a PNG-layout or idx folder, or a folder holding CIFAR10/ and MNIST/", kind=str,
+                            group="data")
+    tfds_data_dir: str = setting(None, "tensorflow-datasets data_dir", kind=str, group="data")
+    ntrain: int = setting(None, "training images per class (starter's ntrain)", kind=int, low=1, group="data")
+    ntest: int = setting(None, "test images per class (starter's ntest)", kind=int, low=1, group="data")
+    val_split: float = setting(0.1, "validation fraction carved from train", low=0, high=1, high_open=True,
+                               expected="a fraction in [0, 1)", group="data", column=True)
+    native: bool = setting(False, "tfds CIFAR-10 as 32x32x3 RGB instead of the assignment's 28x28 grayscale",
+                           group="data")
     # model
-    model: str = "lenet5"
-    cell: str = "lstm"
-    units: int = 128
-    layers: int = 1
-    conv_filters: tuple = (32, 64)
-    fc_units: int = 1024
-    init: str = "starter"
-    use_cudnn: object = "auto"
+    model: str = setting("lenet5", "the network", choices=tuple(MODELS), group="model", column=True)
+    cell: str = setting("lstm", "recurrent cell", choices=CELLS, group="model", tune=False, column=True)
+    units: int = setting(128, "nHidden: recurrent units", low=1, group="model", column=True)
+    layers: int = setting(1, "stacked recurrent layers", low=1, group="model", tune=True, column=True)
+    conv_filters: tuple = setting((32, 64), "LeNet5 conv1 conv2 filters", kind=tuple, group="model",
+                                  expected="two integers >= 1")
+    fc_units: int = setting(1024, "LeNet5 fc1 units", low=1, group="model")
+    init: str = setting("starter", "starter: truncated normal 0.1 / bias 0.1 (RNN output: random normal); "
+                        "keras: Glorot", choices=INITS, group="model", tune=True, column=True)
+    use_cudnn: object = setting("auto", "LSTM/GRU cuDNN kernel", kind=object, choices=CUDNN, group="model")
     # optimisation
-    optimizer: str = "adam"
-    lr: float = None  # None: default_lr(config), filled in by validate
-    momentum: float = 0.9
-    schedule: str = "constant"
-    clipnorm: float = None
-    augment_shift: int = 0  # pixels; 0: none (the starters')
-    epochs: int = 10
-    steps: int = None
-    training_iters: int = None
-    display_step: int = None
-    batch_size: int = 50
-    seed: int = 0
-    deterministic: bool = False
+    optimizer: str = setting("adam", "the optimizer ('momentum' is SGD with momentum)", choices=tuple(OPTIMIZERS),
+                             column=True)
+    lr: float = setting(None, "learning rate (1e-3; 2e-3 for adam on the recurrent classifiers)", kind=float,
+                        low=0, low_open=True, expected="a learning rate > 0", column=True)
+    momentum: float = setting(0.9, "momentum for --optimizer momentum", low=0, high=1, high_open=True,
+                              expected="a value in [0, 1)", column=True)
+    schedule: str = setting("constant", "learning rate: constant (the starters') or cosine decay to 0 over the run",
+                            choices=SCHEDULES, tune=True)
+    clipnorm: float = setting(None, "clip the global gradient norm (off)", kind=float, low=0, low_open=True,
+                              tune=True, column=True)
+    label_smoothing: float = setting(0.0, "label smoothing of the training loss (0: off, the starters')", low=0,
+                                     high=1, high_open=True, tune=True, column=True)
+    augment_shift: int = setting(0, "shift each training image by a random 0..PIXELS pixels per axis "
+                                 "(0: off, the starters')", low=0, high=7, expected="whole pixels from 0 to 7",
+                                 metavar="PIXELS", tune=True, column=True)
+    batch_size: int = setting(50, "batch size (50 cifar, 128 mnist)", low=1, tune=True, column=True)
+    epochs: int = setting(10, "epochs", low=1, column=True)
+    steps: int = setting(None, "train this many steps instead of --epochs (starter CIFAR)", kind=int, low=1)
+    training_iters: int = setting(None, "train on this many samples instead of --epochs (starter MNIST's "
+                                  "trainingIters)", kind=int, low=2)
+    display_step: int = setting(None, "print the starter's progress line every N steps", kind=int, low=1)
+    seed: int = setting(0, "random seed", tune=True, column=True)
+    deterministic: bool = setting(False, "TF op determinism: repeatable runs", group="execution", tune=True)
     # execution
-    jit: str = "auto"
-    steps_per_execution: int = None
-    precision: str = "auto"
-    strategy: str = "default"
-    devices: tuple = None  # e.g. ("GPU:0", "GPU:1"); CPU:N beyond the first splits the CPU (tests)
+    jit: str = setting("auto", "XLA: auto = where measured faster (GPU: all but cuDNN LSTM/GRU; CPU: LSTM/GRU only)",
+                       choices=JIT, group="execution", tune=True)
+    steps_per_execution: int = setting(None, "steps per compiled call (auto)", kind=int, low=1, group="execution")
+    precision: str = setting("auto", "auto (LeNet5: bfloat16 compute on CPUs with native bfloat16 instructions; "
+                             "otherwise float32), float32, mixed (float16, GPU) or bfloat16", choices=PRECISIONS,
+                             group="execution")
+    strategy: str = setting("default", "default or mirrored (all GPUs, or --devices)", choices=STRATEGIES,
+                            group="execution")
+    devices: tuple = setting(None, "devices for --strategy mirrored, e.g. GPU:0,GPU:1 (CPU:0,CPU:1 splits the "
+                             "CPU, for testing)", kind=tuple, group="execution",
+                             expected="names like GPU:0,GPU:1 or CPU:0,CPU:1")
     # outputs
-    runs_dir: str = "runs"
-    test_curve: bool = True
-    visualize: bool = True
-    export: bool = True
+    runs_dir: str = setting("runs", "where run directories are created", group="outputs")
+    test_curve: bool = setting(True, "per-epoch test accuracy for the curves", group="outputs", flag="--no-test-curve",
+                               tune=True)
+    visualize: bool = setting(True, "filter figures, activation statistics and TensorBoard summaries",
+                              group="outputs", flag="--no-visualize", tune=True)
+    export: bool = setting(True, "SavedModel and model.keras at the end", group="outputs", flag="--no-export")
 
     def total_steps(self):
         """Training steps when the starter's counting is asked for, else None (use epochs).
@@ -85,6 +160,18 @@ class Config:
         return None
 
 
+SETTINGS = {f.name: f.metadata["setting"] for f in dataclasses.fields(Config)}
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(Config)}
+TUNE_FLAGS = tuple(name for name, s in SETTINGS.items() if s.tune)
+_TABLE_ORDER = ("model", "training", "data", "execution", "outputs")
+COLUMNS = tuple(sorted((n for n, s in SETTINGS.items() if s.column), key=lambda n: _TABLE_ORDER.index(SETTINGS[n].group)))
+
+
+def flag_name(name):
+    """The command-line flag of a setting: --batch-size, --no-visualize."""
+    return SETTINGS[name].flag or "--" + name.replace("_", "-")
+
+
 def task_defaults(task):
     """Defaults that differ between the two starters."""
     if task == "mnist":
@@ -96,78 +183,162 @@ STARTER_LR = 1e-3
 RNN_ADAM_LR = 2e-3
 
 
-def default_lr(config):
+def default_lr(model, optimizer):
     """The learning rate when none is given: the starters' 1e-3, or 2e-3 for Adam on the RNNs.
 
     Why 2e-3 there: on the MNIST subset at batch 128, 10 epochs, Adam 2e-3 ended higher than the
     starter's 1e-3 for every cell and seed measured (LSTM seeds 0-2: 0.946/0.958/0.959 against
     0.920/0.931/0.939; GRU 0.950 vs 0.947; BasicRNN 0.925 vs 0.902) and reached 0.95 test accuracy
-    in 8 epochs where 1e-3 never did (configs/sweeps/mnist_batch_lr.yaml, issue 7). LeNet5 keeps
-    1e-3, the fastest to 0.50 on CIFAR (configs/sweeps/cifar_batch_lr.yaml); other optimizers
-    were not measured, so they keep the starters' value.
+    in 8 epochs where 1e-3 never did (configs/sweeps/mnist_batch_lr.yaml). LeNet5 keeps 1e-3, the
+    fastest to 0.50 on CIFAR (configs/sweeps/cifar_batch_lr.yaml); other optimizers were not
+    measured, so they keep the starters' value.
     """
-    if config.model == "rnn" and config.optimizer == "adam":
+    if model == "rnn" and optimizer == "adam":
         return RNN_ADAM_LR
     return STARTER_LR
 
 
-def _choice(name, value, choices):
-    if value not in choices:
-        raise UsageError(f"--{name.replace('_', '-')} {value}: expected one of {', '.join(choices)}")
+# --------------------------------------------------------------------------- checking values
 
 
-def _at_least(name, value, low, allow_none=False):
-    if value is None and allow_none:
-        return
-    if value is None or value < low:
-        raise UsageError(f"--{name.replace('_', '-')} {value}: expected an integer >= {low}")
+def check_value(name, value, where=None):
+    """``value`` for setting ``name``, checked against its schema; raises UsageError naming ``where``.
+
+    Accepts what a YAML file or a Python caller gives (numbers, lists, booleans) and returns the
+    canonical form (tuples for list settings). ``None`` is accepted where the default is None.
+    """
+    rule = SETTINGS[name]
+    where = where or flag_name(name)
+    if value is None and DEFAULTS[name] is None:
+        return None
+    problem = _problem(name, rule, value)
+    if problem:
+        raise UsageError(f"{where} {_text(value)}: expected {problem}")
+    if rule.kind is float:
+        return float(value)
+    if rule.kind is tuple:
+        return tuple(value)
+    return value
+
+
+def _text(value):
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def _problem(name, rule, value):
+    """None if ``value`` is valid for ``rule``, else what was expected."""
+    if name == "conv_filters":
+        ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_int(v) and v >= 1 for v in value)
+        return None if ok else rule.describe()
+    if name == "devices":
+        ok = isinstance(value, (list, tuple)) and value and all(_device_name(d) for d in value)
+        return None if ok else rule.describe()
+    if rule.choices is not None:
+        return None if any(value is c or (value == c and type(value) is type(c)) for c in rule.choices) \
+            else rule.describe()
+    if rule.kind is bool:
+        return None if isinstance(value, bool) else "true or false"
+    if rule.kind is str:
+        return None if isinstance(value, str) else "text"
+    if rule.kind is int and not _is_int(value):
+        return rule.describe()
+    if rule.kind is float and not (_is_number(value) and math.isfinite(value)):
+        return rule.describe()
+    if rule.low is not None and (value < rule.low or (rule.low_open and value == rule.low)):
+        return rule.describe()
+    if rule.high is not None and (value > rule.high or (rule.high_open and value == rule.high)):
+        return rule.describe()
+    return None
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _device_name(text):
+    kind, _, number = str(text).partition(":")
+    return kind.upper() in ("CPU", "GPU") and number.isdigit()
 
 
 def validate(config):
-    """Check every field; raises UsageError naming the flag and what was expected."""
-    _choice("task", config.task, TASKS)
-    _choice("dataset", config.dataset, DATASETS)
-    _choice("source", config.source, SOURCES)
-    _choice("model", config.model, MODELS)
-    _choice("cell", config.cell, CELLS)
-    _choice("init", config.init, INITS)
-    _choice("optimizer", config.optimizer, OPTIMIZERS)
-    _choice("jit", config.jit, JIT)
-    _choice("schedule", config.schedule, SCHEDULES)
-    _choice("precision", config.precision, PRECISIONS)
-    _choice("strategy", config.strategy, STRATEGIES)
-    if config.lr is None:
-        config.lr = default_lr(config)
-    if not isinstance(config.lr, (int, float)) or not math.isfinite(config.lr) or config.lr <= 0:
-        raise UsageError(f"--lr {config.lr}: expected a learning rate > 0")
-    if config.clipnorm is not None and not config.clipnorm > 0:
-        raise UsageError(f"--clipnorm {config.clipnorm}: expected a number > 0")
-    if not isinstance(config.augment_shift, int) or not 0 <= config.augment_shift <= 7:
-        raise UsageError(f"--augment-shift {config.augment_shift}: expected whole pixels from 0 to 7")
-    if not 0 <= config.momentum < 1:
-        raise UsageError(f"--momentum {config.momentum}: expected a value in [0, 1)")
-    if not 0 <= config.val_split < 1:
-        raise UsageError(f"--val-split {config.val_split}: expected a fraction in [0, 1)")
-    _at_least("epochs", config.epochs, 1)
-    _at_least("batch_size", config.batch_size, 1)
-    _at_least("units", config.units, 1)
-    _at_least("layers", config.layers, 1)
-    _at_least("fc_units", config.fc_units, 1)
-    _at_least("steps", config.steps, 1, allow_none=True)
-    _at_least("training_iters", config.training_iters, 2, allow_none=True)
-    _at_least("display_step", config.display_step, 1, allow_none=True)
-    _at_least("ntrain", config.ntrain, 1, allow_none=True)
-    _at_least("ntest", config.ntest, 1, allow_none=True)
-    _at_least("steps_per_execution", config.steps_per_execution, 1, allow_none=True)
-    if len(config.conv_filters) != 2 or min(config.conv_filters) < 1:
-        raise UsageError(f"--conv-filters {config.conv_filters}: expected two integers >= 1")
-    if config.devices is not None:
-        bad = [d for d in config.devices if d.split(":")[0].upper() not in ("CPU", "GPU") or not d.split(":")[-1].isdigit()]
-        if bad or not config.devices:
-            raise UsageError(f"--devices {','.join(config.devices)}: expected names like GPU:0,GPU:1 or CPU:0,CPU:1")
-    if config.steps is not None and config.training_iters is not None:
+    """Check every field and the combinations; returns a new Config with the default lr filled in.
+
+    Raises UsageError naming the flag and what was expected.
+    """
+    values = {name: check_value(name, getattr(config, name)) for name in SETTINGS}
+    if values["steps"] is not None and values["training_iters"] is not None:
         raise UsageError("--steps and --training-iters both given: use one")
-    return config
+    if values["lr"] is None:
+        values["lr"] = default_lr(values["model"], values["optimizer"])
+    return Config(**values)
+
+
+def build(task, *layers):
+    """Task defaults < each mapping of ``layers`` in turn (a YAML file, flags ...); validated.
+
+    Keys must be setting names (``UsageError`` otherwise); None values are skipped, so a flag
+    that was not given does not hide a value from a file.
+    """
+    values = task_defaults(task)
+    for layer in layers:
+        values.update({k: v for k, v in layer.items() if v is not None})
+    unknown = [k for k in values if k not in SETTINGS]
+    if unknown:
+        raise UsageError(f"unknown setting '{unknown[0]}'")
+    return validate(Config(**values))
+
+
+def file_values(values, where):
+    """A mapping from a YAML file (``--config``, a sweep entry) checked key by key against the schema.
+
+    Unknown keys name the closest setting; values are checked as flags are. Returns setting -> value.
+    """
+    checked = {}
+    for key, value in values.items():
+        name = str(key).replace("-", "_")
+        if name not in SETTINGS:
+            close = difflib.get_close_matches(name, list(SETTINGS), n=1, cutoff=0.75)
+            hint = f"did you mean {close[0]}?" if close else f"expected one of {', '.join(sorted(SETTINGS))}"
+            raise UsageError(f"{where}: unknown key '{key}' ({hint})")
+        value = _from_text(SETTINGS[name], value)
+        checked[name] = check_value(name, value, f"{where}: {key}:")
+    return checked
+
+
+def _from_text(rule, value):
+    """YAML leaves some values as text: ``1e-4`` (no dot) and on/off for use_cudnn; read them as flags are."""
+    if not isinstance(value, str):
+        return value
+    if rule.kind is object and value in ("on", "off"):
+        return value == "on"
+    try:
+        return int(value) if rule.kind is int else float(value) if rule.kind is float else value
+    except ValueError:
+        return value
+
+
+def read_yaml(path, what="--config"):
+    """A YAML file's top-level mapping; errors name ``what`` and the file."""
+    import yaml
+
+    try:
+        with open(path) as f:
+            values = yaml.safe_load(f)
+    except OSError as e:
+        raise UsageError(f"{what} {path}: cannot read ({e.strerror or e})") from None
+    except yaml.YAMLError as e:
+        raise UsageError(f"{what} {path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise UsageError(f"{what} {path}: expected a mapping of settings at the top level")
+    return values
 
 
 def to_dict(config):
@@ -178,15 +349,14 @@ def with_new_defaults(recorded):
     """A config recorded by an earlier version (sweep.json, a tuning project's search.json),
     completed with today's default for each setting added since - the value it ran with - and
     in JSON form (tuples as lists), so it compares equal to a fresh record of the same settings."""
-    defaults = to_dict(Config())
-    return json.loads(json.dumps({**{k: v for k, v in defaults.items() if k not in recorded}, **recorded}))
+    return json.loads(json.dumps({**{k: v for k, v in DEFAULTS.items() if k not in recorded}, **recorded}))
 
 
-def from_dict(values):
-    """Rebuild a Config from config.json (used by --resume); unknown keys are ignored there."""
-    names = {f.name for f in dataclasses.fields(Config)}
-    kept = {k: v for k, v in values.items() if k in names}
-    for key in ("conv_filters", "devices"):
-        if kept.get(key) is not None:
-            kept[key] = tuple(kept[key])
-    return Config(**kept)
+def from_dict(values, where="config.json"):
+    """Rebuild a Config from a run's config.json (resume, evaluate): only the settings, checked.
+
+    Settings added since the run was made take their defaults (the value it ran with); other
+    keys of config.json (data_info, environment, plan) are not settings and are skipped.
+    """
+    kept = {k: v for k, v in values.items() if k in SETTINGS}
+    return validate(Config(**file_values(kept, where)))

@@ -1,12 +1,12 @@
-"""`python -m tf_assign2.mnist`: see `--help`. Thin wrapper over `cli.train_main`."""
+"""`python -m tf_assign2.mnist`: train a BasicRNN, LSTM or GRU on MNIST rows; see `--help`."""
 
 import sys
 
-from tf_assign2.cli import train_main
+from tf_assign2.cli import train
 
 
 def main(argv=None):
-    return train_main("mnist", argv)
+    return train.main("mnist", argv)
 
 
 if __name__ == "__main__":

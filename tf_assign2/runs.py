@@ -3,22 +3,23 @@
 import datetime
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 from tf_assign2.errors import UsageError
 
 
-def run_name(config):
-    """``<task>-<model or optimizer>-lr<lr>-<timestamp>``; the model/cell is named for MNIST runs."""
+def run_name(config, model_label):
+    """``<task>-<optimizer>-lr<lr>-<timestamp>``; MNIST runs also name the model (``mnist-lstm128-adam-...``)."""
     what = config.optimizer
     if config.task == "mnist":
-        what = ("lenet5" if config.model == "lenet5" else f"{config.cell}{config.units}") + f"-{config.optimizer}"
+        what = f"{model_label}-{config.optimizer}"
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     return f"{config.task}-{what}-lr{config.lr:g}-{stamp}"
 
 
-def new_run_dir(config):
+def new_run_dir(config, model_label):
     """Create a fresh run directory; an existing one is never reused (a suffix is added)."""
     root = Path(config.runs_dir)
     try:
@@ -27,7 +28,7 @@ def new_run_dir(config):
         raise UsageError(f"--runs-dir {root}: cannot create it ({e.strerror or e})") from None
     if not os.access(root, os.W_OK):
         raise UsageError(f"--runs-dir {root}: not writable")
-    return _fresh_dir(root, run_name(config), "--runs-dir ")
+    return _fresh_dir(root, run_name(config, model_label), "--runs-dir ")
 
 
 def _fresh_dir(parent, base, what):
@@ -91,3 +92,8 @@ def timestamped_subdir(parent, prefix):
     """A new ``<prefix>-<timestamp>`` folder under ``parent`` (evaluations, visualisations)."""
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     return _fresh_dir(parent, f"{prefix}-{stamp}", "")
+
+
+def remove_tree(path):
+    """Remove a folder this process made and must not leave half-written (a failed start)."""
+    shutil.rmtree(path, ignore_errors=True)

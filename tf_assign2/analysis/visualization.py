@@ -36,7 +36,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_assign2 import runs, viz
+from tf_assign2 import figures, runs
 from tf_assign2.errors import UsageError
 
 STATS = ("mean", "variance", "std", "min", "max", "zero_fraction")
@@ -419,7 +419,7 @@ class Visualization(keras.callbacks.Callback):
                         tf.summary.scalar(f"hidden_state/{name}/{key}", value, step=step)
             for layer in self.hidden_probe.layers:
                 kernel, _ = recurrent_kernel(layer)
-                tf.summary.image(f"recurrent_kernel/{layer.name}", viz.heatmap_rgb(kernel)[None], step=step)
+                tf.summary.image(f"recurrent_kernel/{layer.name}", figures.heatmap_rgb(kernel)[None], step=step)
         if histograms:  # of the first batch of test images
             for prefix, arrays in (("activations", sample), ("hidden_state", hidden_sample)):
                 for name, values in arrays.items():
@@ -434,9 +434,9 @@ class Visualization(keras.callbacks.Callback):
             if epoch is not None and all(e != epoch for e, _ in self.snapshots):
                 self._save_filters(epoch)  # training stopped before the planned last epoch
             name, kernel = first_conv_kernel(self.model)
-            viz.plot_filters(kernel, self.out_dir / "filters.png", shared_scale=self.shared_scale,
+            figures.plot_filters(kernel, self.out_dir / "filters.png", shared_scale=self.shared_scale,
                              title=f"{name} filters after training")
-            viz.plot_filter_evolution(self.snapshots, self.out_dir / "filters_evolution.png", self.shared_scale)
+            figures.plot_filter_evolution(self.snapshots, self.out_dir / "filters_evolution.png", self.shared_scale)
             plot_filter_change(self.snapshots, kernel, name, self.out_dir / "filters_change.png", self.shared_scale)
         if self.act_probe.extractor is not None:
             stats = self.stats
@@ -469,11 +469,11 @@ class Visualization(keras.callbacks.Callback):
         self.snapshots = [s for s in self.snapshots if s[0] != step] + [(step, kernel)]
         self.snapshots.sort(key=lambda s: s[0])
         self.filters_dir.mkdir(parents=True, exist_ok=True)
-        viz.plot_filters(kernel, self.filters_dir / f"filters_epoch_{step:03d}.png", shared_scale=self.shared_scale,
+        figures.plot_filters(kernel, self.filters_dir / f"filters_epoch_{step:03d}.png", shared_scale=self.shared_scale,
                          title=f"{name} filters, epoch {step}")
         _save_npz(self.filters_dir / "history.npz", {f"epoch_{e:03d}": k for e, k in self.snapshots})
         with self.writer.as_default():
-            grid = viz.tile_grid(viz.filter_tiles(kernel, self.shared_scale), background=1.0)
+            grid = figures.tile_grid(figures.filter_tiles(kernel, self.shared_scale), background=1.0)
             tf.summary.image(f"filters/{name}", _upscaled(grid, 4)[None], step=step)
 
     def _load_history(self):
@@ -508,7 +508,7 @@ def plot_filter_change(snapshots, kernel, name, path, shared_scale=False):
         return False
     initial = snapshots[0][1]
     last = snapshots[-1][0]
-    viz.plot_filters(kernel - initial, path, shared_scale=shared_scale,
+    figures.plot_filters(kernel - initial, path, shared_scale=shared_scale,
                      title=f"{name}: change since initialisation (epoch 0 -> {last})")
     return True
 
@@ -540,8 +540,8 @@ def write_hidden_state_outputs(out_dir, model, stats, n_images):
     out_dir = Path(out_dir)
     runs.write_json(out_dir / "hidden_state_stats.json",
                     _finite_or_none({"split": "test", "n_images": int(n_images), "layers": stats}))
-    viz.plot_hidden_states(stats, out_dir / "hidden_states.png")
-    viz.plot_recurrent_kernels({layer.name: recurrent_kernel(layer) for layer in recurrent_layers(model)},
+    figures.plot_hidden_states(stats, out_dir / "hidden_states.png")
+    figures.plot_recurrent_kernels({layer.name: recurrent_kernel(layer) for layer in recurrent_layers(model)},
                                out_dir / "recurrent_kernel.png")
 
 
@@ -555,3 +555,8 @@ def _save_npz(path, arrays):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def for_run(config, run_dir, test_images):
+    """The visualisation callbacks of a training run: [Visualization] unless ``--no-visualize``."""
+    return [Visualization(run_dir, test_images)] if config.visualize else []

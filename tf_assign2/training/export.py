@@ -2,7 +2,7 @@
 
 The SavedModel serves class **probabilities**: float32 images [None, H, W, C] in [0, 1]
 -> float32 [None, classes], under the endpoints ``serve`` and ``serving_default``.
-It is exported from a portable twin of the model: recurrent layers rebuilt with
+It is exported from a portable twin of the model: layers with cuDNN kernels rebuilt with
 ``use_cudnn=False`` and the trained weights copied in, so a model trained on the cuDNN
 path still loads and runs on a CPU-only machine (cuDNN ops in a graph do not).
 """
@@ -21,11 +21,10 @@ def probability_model(model):
 
 
 def portable_twin(model, config, info):
-    """The same network with cuDNN-free recurrent layers and the same weights."""
-    if config.model == "lenet5":
+    """The same network with cuDNN-free layers and the same weights (the model itself if it has none)."""
+    if not models.spec(config).cudnn(config):
         return model
-    twin_config = type(config)(**{**config.__dict__, "use_cudnn": False})
-    twin = models.build(twin_config, info.image_shape, info.num_classes)
+    twin = models.build(config, info.image_shape, info.num_classes, use_cudnn=False)
     twin.set_weights(model.get_weights())
     return twin
 

@@ -1,0 +1,83 @@
+"""Evaluate an exported SavedModel on a test split, with no project model code (CLI: ``cli.evaluate``).
+
+    python -m tf_assign2.evaluate runs/<run>            # the run's own data settings
+    python -m tf_assign2.evaluate path/to/saved_model --dataset mnist --data-dir DIR
+
+The model is loaded with ``tf.saved_model.load`` only, so this is exactly what a user
+holding just the ``saved_model/`` folder can do. Writes ``eval.json`` and
+``confusion_matrix.png`` into a new ``eval-<timestamp>/`` folder of the run.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from tf_assign2.errors import UsageError
+
+
+def saved_model_path(path):
+    """A run directory or a SavedModel directory -> the SavedModel directory."""
+    path = Path(path)
+    if (path / "saved_model.pb").is_file():
+        return path
+    if (path / "saved_model" / "saved_model.pb").is_file():
+        return path / "saved_model"
+    if (path / "config.json").is_file():
+        raise UsageError(f"{path}: this run has no saved_model/ (did it diverge or get interrupted?)")
+    raise UsageError(f"{path}: not a run directory or a SavedModel (no saved_model.pb)")
+
+
+def load_serving_function(path):
+    """Load the SavedModel's ``serve`` endpoint; returns (function, input shape, num classes)."""
+    import tensorflow as tf
+
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except (OSError, ValueError, tf.errors.OpError) as e:
+        raise UsageError(f"{path}: cannot load SavedModel ({str(e).splitlines()[0][:200]})") from None
+    serve = getattr(loaded, "serve", None)
+    if serve is None:
+        raise UsageError(f"{path}: SavedModel has no 'serve' endpoint (not exported by tf_assign2?)")
+    spec = serve.input_signature[0]
+    signature = loaded.signatures["serving_default"]
+    (output_spec,) = signature.structured_outputs.values()
+    return serve, tuple(spec.shape[1:]), int(output_spec.shape[-1]), loaded
+
+
+def predict(serve, images, batch_size=500):
+    """Class probabilities for uint8 images, batch by batch, scaled like training (/ 255)."""
+    import tensorflow as tf
+
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        batch = tf.constant(images[start : start + batch_size], dtype=tf.float32) / 255.0
+        outputs.append(serve(batch).numpy())
+    return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
+
+
+def check_compatible(path, input_shape, num_classes, info):
+    if tuple(input_shape) != tuple(info.image_shape):
+        raise UsageError(
+            f"{path}: model expects images of shape {tuple(input_shape)}, the data has {tuple(info.image_shape)}"
+        )
+    if num_classes != info.num_classes:
+        raise UsageError(f"{path}: model has {num_classes} classes, the data has {info.num_classes}")
+
+
+def confusion_matrix(labels, predictions, num_classes):
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (labels, predictions), 1)
+    return matrix
+
+
+def evaluate(serve, test_x, test_y, num_classes):
+    """Accuracy, loss and confusion matrix of a serving function on a test split."""
+    probs = predict(serve, test_x)
+    predictions = probs.argmax(axis=1)
+    loss = float(-np.log(np.clip(probs[np.arange(len(test_y)), test_y].astype(np.float64), 1e-12, None)).mean())
+    return {
+        "accuracy": float((predictions == test_y).mean()),
+        "loss": loss,
+        "n_test": int(len(test_y)),
+        "confusion_matrix": confusion_matrix(test_y, predictions, num_classes).tolist(),
+    }

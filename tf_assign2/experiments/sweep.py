@@ -1,0 +1,472 @@
+"""Sweeps: run a list of configurations as ordinary runs, resumably, and tabulate them.
+
+    python -m tf_assign2.sweep configs/sweeps/cifar_optimizers.yaml        # -> runs/sweeps/cifar_optimizers/
+    python -m tf_assign2.sweep configs/sweeps/mnist_cells.yaml --epochs 5  # training flags apply to every entry
+    python -m tf_assign2.sweep SWEEP.yaml --out DIR --dry-run              # list the entries, run nothing
+
+A sweep file names a task (the CLI: ``cifar`` or ``mnist``), optionally a ``base`` config file
+(a ``--config`` YAML, relative to the sweep file) and ``settings`` shared by every entry, then
+the entries: a ``grid`` (every combination of the listed values) and/or a list of ``runs``
+(each a mapping of settings, with an optional ``name``). Optional: ``name`` (default: the
+file's stem), a one-line ``description`` (the report's title), and a ``target`` test accuracy
+(the results then say at which epoch, after how many training seconds, each entry first
+reached it). Settings are the training CLI's long flags with ``_`` for ``-``. Precedence: task defaults < base < settings < entry < flags given
+to the sweep command. Every entry is checked before anything runs, so a typo in the last entry
+fails in seconds, not after hours.
+
+Each entry is an ordinary training run, made by the same code path as
+``python -m tf_assign2.<task> --config <the entry's merged YAML>`` (``cli.train``), so it
+writes everything a run writes. The sweep folder (``--out``, default ``runs/sweeps/<name>``):
+
+    sweep.json              the sweep file, the extra flags, and per entry its settings, run dir, status
+    configs/<entry>.yaml    the merged settings of the entry (re-run one entry by hand with --config)
+    runs/<entry>/<run>/     the entry's run directory
+    results.csv, results.md one row per entry: settings, status, test accuracy, time
+    overlay.png             train loss and test accuracy per epoch of every entry, on one figure
+
+Resuming is re-running the same command. An entry whose run completed or diverged is not run
+again (a diverged run is a result: Adam at 1e-2 is expected to diverge); an entry whose run was
+interrupted (Ctrl-C, or killed) continues that run from its last completed epoch
+(``--resume``); the others start. Which entry made which run is the folder ``runs/<entry>/``
+itself, so this holds even after a SIGKILL. A folder holding a sweep with other settings is
+never reused: the command stops and asks for another ``--out``.
+
+Why not keras-tuner's ``GridSearch``: it would give resume only at the granularity of whole
+trials (an interrupted trial restarts from scratch, it does not continue from the run's
+BackupAndRestore state), its trials would need a custom ``run_trial`` to produce our run
+directories (summary.json, SavedModel, curves), a diverged trial counts as a failed trial that
+stops the search after a few (``max_consecutive_failed_trials``), and a sweep mixing models
+(nine RNN entries plus one LeNet5) is awkward as one hyperparameter space. Distribution is
+not needed here: one run fills the machine. A loop over entries with the run folders as the
+state is shorter and does exactly what is needed.
+"""
+
+import csv
+import io
+import itertools
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+from tf_assign2 import config as schema
+from tf_assign2 import runs
+from tf_assign2.config import TASKS, to_dict, with_new_defaults
+from tf_assign2.errors import UsageError
+
+SWEEP_KEYS = ("name", "description", "task", "base", "settings", "grid", "runs", "target")
+NOT_IN_SWEEPS = ("runs_dir",)  # set by the sweep: runs/<entry>/ under --out
+FINISHED = ("completed", "diverged")
+RESULT_COLUMNS = ("status", "test_accuracy", "test_loss", "best_val_accuracy", "final_train_loss",
+                  "epochs_completed", "train_seconds", "images_per_sec", "parameters", "divergence", "run_dir")
+SETTING_COLUMNS = schema.COLUMNS  # every setting the schema marks as a table column
+
+
+# --------------------------------------------------------------------------- the sweep file
+
+
+def load_sweep(path):
+    """Read and check a sweep file; returns {name, task, base, settings, entries: [(name, settings)]}."""
+    path = Path(path)
+    values = schema.read_yaml(path, "sweep file")
+    where = f"sweep file {path}"
+    unknown = [k for k in values if k not in SWEEP_KEYS]
+    if unknown:
+        raise UsageError(f"{where}: unknown key '{unknown[0]}' (expected {', '.join(SWEEP_KEYS)})")
+    task = values.get("task")
+    if task not in TASKS:
+        raise UsageError(f"{where}: task: expected one of {', '.join(TASKS)}, got {task!r}")
+    name = values.get("name", path.stem)
+    if not isinstance(name, str) or not _SAFE.fullmatch(name):
+        raise UsageError(f"{where}: name: expected letters, digits, '.', '_' or '-', got {name!r}")
+    settings = _mapping(values.get("settings", {}), f"{where}: settings")
+    base = values.get("base")
+    if base is not None:
+        if not isinstance(base, str):
+            raise UsageError(f"{where}: base: expected a path to a --config file, got {base!r}")
+        base = (path.parent / base).resolve()
+        if not base.is_file():
+            raise UsageError(f"{where}: base: {base} not found")
+    entries = expand_entries(values.get("grid"), values.get("runs"), where)
+    for key in NOT_IN_SWEEPS:
+        if key in settings or any(key in e for _, e in entries):
+            raise UsageError(f"{where}: {key} is set by the sweep (runs/<entry>/ under --out); remove it")
+    target = values.get("target")
+    if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target <= 1):
+        raise UsageError(f"{where}: target: expected a test accuracy in (0, 1], got {target!r}")
+    description = values.get("description")
+    if description is not None and not isinstance(description, str):
+        raise UsageError(f"{where}: description: expected one line of text, got {description!r}")
+    return {"name": name, "task": task, "base": str(base) if base else None, "settings": settings,
+            "entries": entries, "file": str(path), "description": description, "target": target}
+
+
+_SAFE = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def _mapping(value, where):
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UsageError(f"{where}: expected a mapping of settings, got {value!r}")
+    return {str(k).replace("-", "_"): v for k, v in value.items()}
+
+
+def entry_name(settings):
+    """A readable, file-safe name from an entry's values: {optimizer: adam, lr: 0.01} -> adam-0.01."""
+    parts = ["none" if v is None else str(v) for v in settings.values()]
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(parts)) or "default"
+
+
+def expand_entries(grid, explicit, where):
+    """The grid's combinations (in the order written, last key fastest), then the listed runs."""
+    entries = []
+    if grid is not None:
+        grid = _mapping(grid, f"{where}: grid")
+        for key, choices in grid.items():
+            if not isinstance(choices, list) or not choices:
+                raise UsageError(f"{where}: grid: {key}: expected a non-empty list of values, got {choices!r}")
+        for combo in itertools.product(*grid.values()):
+            settings = dict(zip(grid, combo))
+            entries.append((entry_name(settings), settings))
+    if explicit is not None:
+        if not isinstance(explicit, list):
+            raise UsageError(f"{where}: runs: expected a list of mappings, got {explicit!r}")
+        for i, item in enumerate(explicit, 1):
+            settings = _mapping(item, f"{where}: runs: entry {i}")
+            name = settings.pop("name", None) or entry_name(settings)
+            entries.append((str(name), settings))
+    if not entries:
+        raise UsageError(f"{where}: no entries: give a grid and/or a list of runs")
+    seen = set()
+    for name, _ in entries:
+        if not _SAFE.fullmatch(name):
+            raise UsageError(f"{where}: entry name {name!r}: expected letters, digits, '.', '_' or '-'")
+        if name in seen:
+            raise UsageError(f"{where}: two entries are named {name!r}; give them distinct names")
+        seen.add(name)
+    return entries
+
+
+def plan(sweep, out, overrides=None):
+    """Merge and check every entry against the settings schema, as the training CLI's --config does.
+
+    ``overrides`` are the settings given as flags to the sweep command (they win over every entry).
+    Returns [{name, values (the merged YAML settings), config (the resolved settings)}].
+    Raises UsageError naming the sweep file and the entry for the first bad one.
+    """
+    base = schema.read_yaml(sweep["base"], "--config") if sweep["base"] else {}
+    base = {str(k).replace("-", "_"): v for k, v in base.items()}
+    planned = []
+    for name, entry in sweep["entries"]:
+        values = {**base, **sweep["settings"], **entry, "runs_dir": str(Path(out) / "runs" / name)}
+        where = f"sweep file {sweep['file']}: entry '{name}'"
+        try:
+            config = schema.build(sweep["task"], schema.file_values(values, where), overrides or {})
+        except UsageError as e:
+            message = str(e) if str(e).startswith(where) else f"{where}: {e}"
+            raise UsageError(message) from None
+        planned.append({"name": name, "values": values, "config": _plain(to_dict(config))})
+    return planned
+
+
+def _plain(value):
+    """JSON round trip (tuples -> lists), so settings compare equal to what sweep.json holds."""
+    return json.loads(json.dumps(value))
+
+
+# --------------------------------------------------------------------------- state
+
+
+def default_out(sweep):
+    return Path("runs") / "sweeps" / sweep["name"]
+
+
+def check_out(out, sweep, planned):
+    """An existing sweep folder may only be resumed with the same settings; returns its state (or a new one)."""
+    out = Path(out)
+    state_path = out / "sweep.json"
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a folder")
+    if not state_path.is_file():
+        if out.is_dir() and any(out.iterdir()):
+            raise UsageError(f"--out {out}: folder is not empty and holds no sweep.json; choose another --out")
+        return {"name": sweep["name"], "task": sweep["task"], "entries": {}}
+    state = runs.read_json(state_path)
+    if state.get("name") != sweep["name"] or state.get("task") != sweep["task"]:
+        raise UsageError(f"--out {out}: holds sweep '{state.get('name')}' ({state.get('task')}); "
+                         f"choose another --out for '{sweep['name']}'")
+    for entry in planned:
+        old = state["entries"].get(entry["name"])
+        if not old:
+            continue
+        before = with_new_defaults(old["config"])  # a folder from before a setting existed ran with its default
+        changed = sorted(k for k in set(before) | set(entry["config"]) if before.get(k) != entry["config"].get(k))
+        if changed:
+            detail = ", ".join(f"{k}: {before.get(k)!r} -> {entry['config'].get(k)!r}" for k in changed[:3])
+            raise UsageError(f"--out {out}: entry '{entry['name']}' was run with other settings ({detail}); "
+                             "re-run with the same settings to resume, or choose another --out")
+    return state
+
+
+def entry_runs(out, name):
+    """The run directories an entry has made, oldest first."""
+    root = Path(out) / "runs" / name
+    if not root.is_dir():
+        return []
+    return sorted((p for p in root.iterdir() if runs.is_run_dir(p)), key=lambda p: p.stat().st_mtime)
+
+
+def run_status(run_dir):
+    """completed / diverged / interrupted from summary.json; 'unfinished' when there is none (killed)."""
+    summary = Path(run_dir) / "summary.json"
+    if not summary.is_file():
+        return "unfinished"
+    return runs.read_json(summary).get("status", "unfinished")
+
+
+def write_state(out, sweep, planned, state, flags):
+    state.update({"name": sweep["name"], "task": sweep["task"], "description": sweep["description"],
+                  "target": sweep.get("target"),
+                  "sweep_file": sweep["file"], "flags": list(flags), "order": [e["name"] for e in planned]})
+    for entry in planned:
+        record = state["entries"].setdefault(entry["name"], {})
+        made = entry_runs(out, entry["name"])
+        record.update({"config": entry["config"], "config_file": f"configs/{entry['name']}.yaml",
+                       "run_dir": str(made[-1].relative_to(out)) if made else None,
+                       "status": run_status(made[-1]) if made else "pending"})
+    runs.write_json(Path(out) / "sweep.json", state)
+
+
+# --------------------------------------------------------------------------- running
+
+
+def run_sweep(sweep, out, train, flags=(), overrides=None):
+    """Run every entry not yet finished; returns the exit code (0 done, 130 interrupted).
+
+    ``train(task, argv)`` is the training command line's own function (``cli.train.train``), so
+    each entry is exactly ``python -m tf_assign2.<task> --config <entry>.yaml <flags>``;
+    ``overrides`` are those ``flags`` as settings.
+    """
+    import yaml
+
+    out = Path(out)
+    planned = plan(sweep, out, overrides)
+    state = check_out(out, sweep, planned)
+    (out / "configs").mkdir(parents=True, exist_ok=True)
+    for entry in planned:
+        runs.write_atomic(out / "configs" / f"{entry['name']}.yaml",
+                          f"# sweep {sweep['name']} ({sweep['file']}), entry {entry['name']}\n"
+                          + yaml.safe_dump(entry["values"], sort_keys=False))
+    write_state(out, sweep, planned, state, flags)
+    code = 0
+    try:
+        for i, entry in enumerate(planned, 1):
+            name = entry["name"]
+            made = entry_runs(out, name)
+            status = run_status(made[-1]) if made else None
+            head = f"[{i}/{len(planned)}] {name}"
+            if status in FINISHED:
+                print(f"{head}: {status} earlier ({made[-1]}), skipped", flush=True)
+                continue
+            if made:
+                argv = ["--resume", str(made[-1])]
+                print(f"{head}: resuming {made[-1]}", flush=True)
+            else:
+                argv = ["--config", str(out / "configs" / f"{name}.yaml"), *flags]
+                print(f"{head}: python -m tf_assign2.{sweep['task']} {' '.join(argv)}", flush=True)
+            result = train(sweep["task"], argv)
+            _release_memory()
+            write_state(out, sweep, planned, state, flags)
+            write_results(out, sweep, planned)
+            if result == 130:
+                code = 130
+                break
+    except KeyboardInterrupt:
+        code = 130
+    write_state(out, sweep, planned, state, flags)
+    rows = write_results(out, sweep, planned)
+    counts = {}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    print(f"sweep {sweep['name']}: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + f"; results in {out}/results.md",
+          flush=True)
+    if code == 130:
+        print(f"interrupted: re-run the same command to continue (python -m tf_assign2.sweep {sweep['file']}"
+              f" --out {out})", file=sys.stderr)
+    return code
+
+
+def _release_memory():
+    """Free the finished run's graphs and models before the next entry (one process runs them all)."""
+    import gc
+
+    import keras
+
+    keras.backend.clear_session()
+    gc.collect()
+
+
+# --------------------------------------------------------------------------- results
+
+
+def result_rows(out, planned):
+    """One row per entry: its resolved settings and the outcome of its latest run."""
+    rows = []
+    for entry in planned:
+        made = entry_runs(out, entry["name"])
+        row = run_row(entry["name"], entry["config"], made[-1] if made else None)
+        if made:
+            row["run_dir"] = str(made[-1].relative_to(out))
+        rows.append(row)
+    return rows
+
+
+def run_row(label, config, run_dir=None):
+    """A table row for one run: the settings that matter (blank where the model ignores them) and,
+    from the run's files, status, test accuracy, time and the per-epoch history. No run: pending."""
+    from tf_assign2.models import MODELS
+    from tf_assign2.training.callbacks import read_history
+
+    row = {"entry": label, **{k: config.get(k) for k in SETTING_COLUMNS}}
+    used = MODELS[row["model"]].settings if row["model"] in MODELS else ()
+    for name in SETTING_COLUMNS:  # model settings the model does not read are left blank
+        if schema.SETTINGS[name].group == "model" and name != "model" and name not in used:
+            row[name] = None
+    if row["optimizer"] != "momentum":
+        row["momentum"] = None
+    if row["clipnorm"] is None:  # a setting, not a blank: the column shows when some runs clip
+        row["clipnorm"] = "off"
+    row.update({k: None for k in RESULT_COLUMNS})
+    row.update(status="pending", history={}, path=None)
+    if run_dir is not None:
+        run_dir = Path(run_dir)
+        summary = runs.read_json(run_dir / "summary.json") if (run_dir / "summary.json").is_file() else {}
+        row.update({k: summary.get(k) for k in RESULT_COLUMNS if k in summary})
+        row.update(status=run_status(run_dir), run_dir=str(run_dir), path=run_dir,
+                   history=read_history(run_dir / "history.csv"))
+    return row
+
+
+def time_to_target(history, target):
+    """(epoch, training seconds) at which test accuracy first reached ``target``, or (None, None).
+
+    Seconds are the sum of history.csv's ``epoch_seconds`` (training steps only, not evaluation)
+    up to that epoch, so a resumed run counts each epoch once.
+    """
+    accuracy, seconds = history.get("test_accuracy", []), history.get("epoch_seconds", [])
+    for epoch, value in enumerate(accuracy):
+        if value >= target:
+            return epoch + 1, (round(sum(seconds[:epoch + 1]), 1) if len(seconds) > epoch else None)
+    return None, None
+
+
+def varying(rows, keys=SETTING_COLUMNS):
+    """The setting columns whose values differ between rows (what the sweep varies); blanks do not count."""
+    return [k for k in keys if len({json.dumps(r.get(k)) for r in rows if r.get(k) is not None}) > 1]
+
+
+def table_keys(rows):
+    """The settings a results table shows: what varies, and always the optimizer and learning rate."""
+    shown = set(varying(rows)) | {"optimizer", "lr"}
+    return [k for k in SETTING_COLUMNS if k in shown]
+
+
+def fmt(value, digits=4):
+    """A table cell: '' for None, ``digits`` decimals for floats (``%g`` below 0.01)."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.{digits}f}" if abs(value) >= 1e-2 or value == 0 else f"{value:g}"
+    return str(value)
+
+
+def write_results(out, sweep, planned):
+    """results.csv (every column), results.md (what varies + the outcome) and overlay.png."""
+    from tf_assign2 import figures
+
+    out = Path(out)
+    rows = result_rows(out, planned)
+    columns = ["entry", *SETTING_COLUMNS, *RESULT_COLUMNS]
+    if sweep.get("target") is not None:
+        for r in rows:
+            r["epochs_to_target"], r["seconds_to_target"] = time_to_target(r["history"], sweep["target"])
+        columns += ["epochs_to_target", "seconds_to_target"]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: ("" if r.get(k) is None else r.get(k)) for k in columns} for r in rows)
+    runs.write_atomic(out / "results.csv", text.getvalue())
+    runs.write_atomic(out / "results.md", results_markdown(sweep, rows))
+    series = [(r["entry"], r["history"], r["status"]) for r in rows if r["history"]]
+    if series:
+        figures.plot_sweep_overlay(series, out / "overlay.png", title=f"sweep {sweep['name']}")
+    return rows
+
+
+def results_markdown(sweep, rows):
+    keys = table_keys(rows)
+    target = sweep.get("target")
+    header = ["entry", *keys, "test accuracy", "status", "epochs", "train s", "images/s"]
+    if target is not None:
+        header.append(f"to {target:g} (epoch, train s)")
+    title = f"# Sweep {sweep['name']} ({sweep['task']})" + (f": {sweep['description']}" if sweep["description"] else "")
+    lines = [title, "", f"From `{sweep['file']}`; one run per entry.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    best = max((r for r in rows if r["status"] == "completed"), key=lambda r: r["test_accuracy"], default=None)
+    for r in rows:
+        acc = fmt(r["test_accuracy"]) if r["status"] == "completed" else ("NaN" if r["status"] == "diverged" else "")
+        if r is best:
+            acc = f"**{acc}**"
+        status = r["status"] + (f" ({r['divergence']})" if r.get("divergence") else "")
+        cells = [r["entry"], *(f"{r[k]:g}" if isinstance(r[k], float) else fmt(r[k]) for k in keys), acc, status, fmt(r["epochs_completed"]),
+                 fmt(r["train_seconds"], 1), fmt(r["images_per_sec"], 0)]
+        if target is not None:
+            reached = r.get("epochs_to_target")
+            cells.append("not reached" if reached is None and r["status"] != "pending" else
+                         "" if reached is None else f"{reached}, {fmt(r.get('seconds_to_target'), 1)} s")
+        lines.append("| " + " | ".join(cells) + " |")
+    if "seed" in keys:
+        lines += seed_summary(rows, [k for k in keys if k != "seed"], target)
+    elif best:
+        lines += ["", f"Best: **{best['entry']}**, test accuracy {fmt(best['test_accuracy'])} ({best['run_dir']})."]
+    lines += ["", "![train loss and test accuracy per epoch](overlay.png)", ""]
+    return "\n".join(lines)
+
+
+def seed_groups(rows, keys):
+    """Rows that differ only in their seed, grouped by the other settings (in table order)."""
+    groups = {}
+    for r in rows:
+        groups.setdefault(tuple(json.dumps(r.get(k)) for k in keys), []).append(r)
+    return list(groups.values())
+
+
+def seed_summary(rows, keys, target=None):
+    """Markdown lines: mean, min and max test accuracy over the seeds of each setting.
+
+    When a sweep repeats settings over seeds, a single best run is mostly luck (on 1k test
+    images one image is 0.001), so the verdict is the best mean over completed seeds.
+    """
+    header = [*keys, "seeds", "mean test accuracy", "min", "max"]
+    if target is not None:
+        header.append(f"seeds reaching {target:g}")
+    lines = ["", "Over seeds:", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    best, best_mean = None, -1.0
+    for group in seed_groups(rows, keys):
+        done = [r["test_accuracy"] for r in group if r["status"] == "completed" and r["test_accuracy"] is not None]
+        mean = sum(done) / len(done) if done else None
+        cells = [f"{group[0][k]:g}" if isinstance(group[0][k], float) else fmt(group[0][k]) for k in keys]
+        cells += [f"{len(done)}/{len(group)}", fmt(mean), fmt(min(done, default=None)), fmt(max(done, default=None))]
+        if target is not None:
+            cells.append(f"{sum(1 for r in group if r.get('epochs_to_target') is not None)}/{len(group)}")
+        lines.append("| " + " | ".join(cells) + " |")
+        if mean is not None and mean > best_mean:
+            best, best_mean = cells[:len(keys)], mean
+    if best is not None:
+        setting = ", ".join(f"{k} {v}" for k, v in zip(keys, best))
+        lines += ["", f"Best mean over seeds: **{setting}**, {fmt(best_mean)}."]
+    return lines

@@ -1,0 +1,677 @@
+"""keras-tuner searches over the shared models: `python -m tf_assign2.tune cifar|mnist`.
+
+The assignment asks students to search learning rate, training method and hidden units.
+This module turns that into one resumable command:
+
+    search space (defaults below, or a YAML file in configs/tune/)
+        -> a keras-tuner HyperModel that builds the models of ``models.py`` and trains them
+           on the train split, scored on the validation split (the test split is never seen)
+        -> RandomSearch | BayesianOptimization | Hyperband, objective val_accuracy
+        -> trials.csv, best_hyperparameters.json, search.png in the project directory
+        -> the best hyperparameters retrained with ``train.run``: a normal run directory
+           (SavedModel, test accuracy) under ``<project>/best/``.
+
+keras-tuner keeps its state in the project directory, so re-running the same command
+continues the search and never reruns a finished trial (``--overwrite`` starts again).
+Diverged trials (NaN/Inf loss) report a NaN objective, which keras-tuner 1.4 records as a
+FAILED trial; the search goes on. Scale-out uses keras-tuner's own chief/worker mode over
+gRPC (``--chief HOST:PORT``, ``--worker ID`` or the ``KERASTUNER_*`` variables).
+
+Nothing here imports TensorFlow at module level, so ``--help`` and input errors answer at once.
+"""
+
+import csv
+import dataclasses
+import difflib
+import io
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from tf_assign2 import config as settings
+from tf_assign2.errors import UsageError
+from tf_assign2.models import MODELS
+
+TUNERS = ("random", "bayesian", "hyperband")
+OBJECTIVE = "val_accuracy"
+SAMPLINGS = ("linear", "log")
+RANGE_FIELDS = ("min", "max", "step", "sampling")
+# keras-tuner stops a search after this many consecutive failed trials (default 3); a search
+# here goes on, and fails only when every trial failed.
+NEVER = 2**31
+
+# --------------------------------------------------------------------------- search spaces
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """What one tunable hyperparameter accepts: its type, tasks, and valid values."""
+
+    type: type
+    tasks: tuple
+    ok: object
+    expected: str
+
+
+def _task_models():
+    return {task: settings.task_defaults(task)["model"] for task in settings.TASKS}
+
+
+def _rule(name, setting=None, search_max=None):
+    """A hyperparameter checked by the schema of ``setting`` (default: ``name``), for the tasks whose
+    default model reads it (every task for a setting that is not a model's); ``search_max`` caps
+    what a search may try beyond the schema's range."""
+    setting = setting or name
+    schema = settings.SETTINGS[setting]
+    readers = [task for task, model in _task_models().items() if setting in MODELS[model].settings]
+    is_model_setting = any(setting in spec.settings for spec in MODELS.values())
+    tasks = tuple(readers) if is_model_setting else settings.TASKS
+    kind = int if setting == "conv_filters" else schema.kind
+    if setting == "conv_filters":
+        def ok(v):
+            return v >= 1
+
+        expected = "an integer >= 1"
+    else:
+        def ok(v):
+            return settings._problem(setting, schema, v) is None and (search_max is None or v <= search_max)
+
+        expected = schema.describe() if search_max is None else f"a learning rate in (0, {search_max:g}]"
+    return Rule(kind, tasks, ok, expected)
+
+
+# The hyperparameters a search may vary, each checked by its setting's schema. conv1/conv2_filters
+# are the two entries of the conv_filters setting.
+HYPERPARAMETERS = {
+    "lr": _rule("lr", search_max=10),
+    "optimizer": _rule("optimizer"),
+    "momentum": _rule("momentum"),
+    "batch_size": _rule("batch_size"),
+    "fc_units": _rule("fc_units"),
+    "conv1_filters": _rule("conv1_filters", "conv_filters"),
+    "conv2_filters": _rule("conv2_filters", "conv_filters"),
+    "cell": _rule("cell"),
+    "units": _rule("units"),
+    "layers": _rule("layers"),
+}
+
+# The default spaces; configs/tune/{cifar,mnist}.yaml hold the same, as files to copy and edit.
+# "momentum" is SGD with momentum 0.9 (config.momentum). Conv filters go one step either
+# side of the starter's 32/64.
+LR_RANGE = {"min": 1e-4, "max": 1e-2, "sampling": "log"}
+DEFAULT_SPACES = {
+    "cifar": {
+        "lr": LR_RANGE,
+        "optimizer": ["adam", "momentum", "rmsprop"],
+        "fc_units": [256, 512, 1024],
+        "conv1_filters": [16, 32, 64],
+        "conv2_filters": [32, 64, 128],
+    },
+    "mnist": {
+        "lr": LR_RANGE,
+        "optimizer": ["adam", "momentum", "rmsprop"],
+        "cell": ["rnn", "lstm", "gru"],
+        "units": {"min": 32, "max": 256, "step": 32},
+    },
+}
+# search.png: marker shape by this hyperparameter, colour by optimizer.
+MARKER_BY = {"cifar": "fc_units", "mnist": "cell"}
+
+
+def default_space(task):
+    """The built-in space, in the same checked form a YAML file gives."""
+    return validate_space(DEFAULT_SPACES[task], task, "built-in space")
+
+
+def load_space(path, task):
+    """Read and validate a YAML search space; the file is the whole space.
+
+    Each key names a hyperparameter; its value is a list (a choice), a mapping
+    ``{min, max, step, sampling}`` (a range, sampling linear or log) or one value (fixed).
+    Hyperparameters the file does not name keep the normal training default.
+    """
+    import yaml
+
+    try:
+        values = yaml.safe_load(Path(path).read_text())
+    except OSError as e:
+        raise UsageError(f"--space {path}: cannot read ({e.strerror or e})") from None
+    except yaml.YAMLError as e:
+        raise UsageError(f"--space {path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(values, dict) or not values:
+        raise UsageError(f"--space {path}: expected a mapping of hyperparameter names to choices or ranges")
+    return validate_space(values, task, f"--space {path}")
+
+
+def validate_space(values, task, where):
+    """Check every entry of a space (unknown names, bad values, bad ranges); returns a clean copy."""
+    allowed = [name for name, rule in HYPERPARAMETERS.items() if task in rule.tasks]
+    space = {}
+    for key, value in values.items():
+        name = str(key)
+        if name not in allowed:
+            close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}?" if close else f"expected one of {', '.join(allowed)}"
+            raise UsageError(f"{where}: unknown hyperparameter '{name}' for {task} ({hint})")
+        space[name] = _check_entry(name, value, HYPERPARAMETERS[name], f"{where}: {name}")
+    return space
+
+
+def _check_entry(name, value, rule, where):
+    if isinstance(value, list):
+        if not value:
+            raise UsageError(f"{where}: empty list; expected at least one choice")
+        choices = [_check_value(v, rule, where) for v in value]
+        if len(set(choices)) != len(choices):
+            raise UsageError(f"{where}: repeated choices in {value}")
+        return choices
+    if isinstance(value, dict):
+        return _check_range(value, rule, where)
+    return _check_value(value, rule, where)
+
+
+def _check_range(value, rule, where):
+    if rule.type is str:
+        raise UsageError(f"{where}: a range is not possible here; expected a list of choices or one value")
+    unknown = [str(k) for k in value if k not in RANGE_FIELDS]
+    if unknown:
+        raise UsageError(f"{where}: unknown field '{unknown[0]}'; a range has {', '.join(RANGE_FIELDS)}")
+    if "min" not in value or "max" not in value:
+        raise UsageError(f"{where}: a range needs both min and max")
+    low, high = _check_value(value["min"], rule, f"{where}: min"), _check_value(value["max"], rule, f"{where}: max")
+    if not low < high:
+        raise UsageError(f"{where}: min {low} must be below max {high}")
+    sampling = value.get("sampling", "linear")
+    if sampling not in SAMPLINGS:
+        raise UsageError(f"{where}: sampling {sampling!r}; expected linear or log")
+    if sampling == "log" and low <= 0:
+        raise UsageError(f"{where}: log sampling needs min > 0, got {low}")
+    checked = {"min": low, "max": high, "sampling": sampling}
+    if value.get("step") is not None:
+        step = _number(value["step"], rule.type, f"{where}: step")
+        # keras-tuner's step is added for linear sampling and multiplies for log sampling.
+        if (sampling == "log" and not step > 1) or (sampling == "linear" and not 0 < step <= high - low):
+            expected = "a factor > 1 for log sampling" if sampling == "log" else f"a number in (0, {high - low}]"
+            raise UsageError(f"{where}: step {step}; expected {expected}")
+        checked["step"] = step
+    return checked
+
+
+def _check_value(value, rule, where):
+    if rule.type is str:
+        if not isinstance(value, str) or not rule.ok(value):
+            raise UsageError(f"{where}: {value!r}; expected {rule.expected}")
+        return value
+    number = _number(value, rule.type, where)
+    if not rule.ok(number):
+        raise UsageError(f"{where}: {value!r}; expected {rule.expected}")
+    return number
+
+
+def _number(value, kind, where):
+    """YAML numbers (or numeric text: PyYAML reads ``1e-4`` without a dot as a string)."""
+    if isinstance(value, bool):
+        value = None
+    try:
+        if kind is int:
+            number = int(value) if isinstance(value, (int, str)) else None
+        else:
+            number = float(value) if isinstance(value, (int, float, str)) else None
+    except ValueError:
+        number = None
+    if number is None or (kind is float and not math.isfinite(number)):
+        raise UsageError(f"{where}: {value!r}; expected {'an integer' if kind is int else 'a number'}")
+    return number
+
+
+def declare(hp, name, spec):
+    """Declare one space entry on a keras_tuner.HyperParameters and return this trial's value."""
+    if isinstance(spec, list):
+        return hp.Choice(name, spec) if len(spec) > 1 else hp.Fixed(name, spec[0])
+    if isinstance(spec, dict):
+        make = hp.Int if HYPERPARAMETERS[name].type is int else hp.Float
+        return make(name, spec["min"], spec["max"], step=spec.get("step"), sampling=spec["sampling"])
+    return hp.Fixed(name, spec)
+
+
+def trial_config(base, values):
+    """The run config of one trial: the base settings with the trial's hyperparameter values.
+
+    ``values`` may hold keras-tuner's own ``tuner/...`` entries (Hyperband); they are ignored.
+    """
+    fields = {k: v for k, v in values.items() if k in HYPERPARAMETERS and not k.startswith("conv")}
+    conv = list(base.conv_filters)
+    conv[0] = values.get("conv1_filters", conv[0])
+    conv[1] = values.get("conv2_filters", conv[1])
+    return dataclasses.replace(base, **fields, conv_filters=tuple(conv))
+
+
+# --------------------------------------------------------------------------- the hypermodel
+
+
+class SearchModel:
+    """What one trial builds and trains. ``make_hypermodel`` mixes it into keras_tuner.HyperModel.
+
+    Both steps go through the shared ``Trainer`` (``build_model``/``compile``, then ``fit``), so a
+    trial's model and training are exactly those of a normal run of the same settings. The trials
+    see the train and validation splits only: the Trainer is given no test split.
+    """
+
+    def __init__(self, base, space, arrays, info, worker=None):
+        super().__init__(name=f"{base.task}-search")
+        self.base, self.space, self.info, self.worker = base, space, info, worker
+        self.arrays = dataclasses.replace(arrays, test_x=arrays.test_x[:0], test_y=arrays.test_y[:0])
+        self.trials_run = 0
+        self.gradients_before = custom_gradient_names()
+
+    def trainer(self, hp):
+        from tf_assign2.training.trainer import Trainer
+
+        values = {name: declare(hp, name, spec) for name, spec in self.space.items()}
+        return Trainer(trial_config(self.base, values), self.arrays, self.info)
+
+    def build(self, hp):
+        trainer = self.trainer(hp)
+        # keras-tuner has just cleared the Keras session; the earlier trials' graphs can go too.
+        forget_custom_gradients(self.gradients_before)
+        return trainer.compile(trainer.build_model())  # seeded: every trial starts alike, a fair comparison
+
+    def fit(self, hp, model, train_x, train_y, val_x, val_y, epochs=None, initial_epoch=0, callbacks=(), verbose=2):
+        """Train one trial; returns the metrics keras-tuner records (val_accuracy NaN if it diverged)."""
+        from tf_assign2.training.callbacks import resident_memory_mb
+
+        trainer = self.trainer(hp)
+        result = trainer.fit(model, epochs=epochs or trainer.config.epochs, initial_epoch=initial_epoch,
+                             callbacks=callbacks, train=(train_x, train_y), validation=(val_x, val_y),
+                             verbose=verbose)
+        losses = result.history.get("loss", [])
+        diverged = result.divergence is not None
+        accuracies = [v for v in result.history.get(OBJECTIVE, []) if math.isfinite(v)]
+        metrics = {
+            OBJECTIVE: float("nan") if diverged or not accuracies else max(accuracies),
+            "epochs": float(initial_epoch + len(losses)),
+            "seconds": round(result.seconds, 2),
+            "rss_mb": resident_memory_mb(),
+            "diverged": float(diverged),
+        }
+        self.trials_run += 1
+        where = f" on {self.worker}" if self.worker else ""
+        outcome = "diverged" if diverged else f"{OBJECTIVE} {metrics[OBJECTIVE]:.4f}"
+        print(f"trial done{where}: {outcome} after {len(losses)} epochs in {result.seconds:.1f} s "
+              f"({_describe(hp.values)})", flush=True)
+        return metrics
+
+
+def custom_gradient_names():
+    """Names in TensorFlow's global gradient registry (empty if its private layout changed)."""
+    from tensorflow.python.framework import ops
+
+    return set(getattr(getattr(ops, "_gradient_registry", None), "_registry", None) or ())
+
+
+def forget_custom_gradients(keep):
+    """Drop the ``CustomGradient-N`` entries TensorFlow registered since ``keep`` was taken.
+
+    Why: ``keras.backend.clear_session()`` is not enough with TF 2.21. Every traced train step
+    registers a graph-mode custom gradient (Keras' optimizer all-reduces gradients through
+    ``tf.custom_gradient``) in a global registry that is never cleaned, and the entry pins
+    that trial's FuncGraph and, through its captures, the model's and optimizer's variables:
+    about 50 MB more per LeNet5/Adam trial (tensorflow/tensorflow#97697, keras-team/tf-keras#286).
+    Call it only between trials, when the functions that used those entries are gone.
+    """
+    from tensorflow.python.framework import ops
+
+    registry = getattr(getattr(ops, "_gradient_registry", None), "_registry", None)
+    if isinstance(registry, dict):
+        for name in [n for n in registry if n.startswith("CustomGradient-") and n not in keep]:
+            del registry[name]
+
+
+def make_hypermodel(base, space, arrays, info, worker=None):
+    """A keras_tuner.HyperModel around ``SearchModel``, made here so this module loads without TensorFlow."""
+    import keras_tuner
+
+    hypermodel_class = type("SearchHyperModel", (SearchModel, keras_tuner.HyperModel), {})
+    return hypermodel_class(base, space, arrays, info, worker)
+
+
+def make_tuner(kind, hypermodel, project_dir, epochs, seed, max_trials=None, initial_points=None, factor=3):
+    import keras_tuner
+
+    common = {
+        "hypermodel": hypermodel,
+        "objective": keras_tuner.Objective(OBJECTIVE, direction="max"),
+        # keras-tuner reads seed 0 as "pick one at random"; shift so every seed is kept.
+        "seed": seed % 2**31 + 1,
+        "directory": str(project_dir.parent),
+        "project_name": project_dir.name,
+        "overwrite": False,  # --overwrite is handled by prepare_project (keeps search.json)
+        "max_retries_per_trial": 0,
+        "max_consecutive_failed_trials": NEVER,
+    }
+    if kind == "random":
+        return keras_tuner.RandomSearch(max_trials=max_trials, **common)
+    if kind == "bayesian":
+        return keras_tuner.BayesianOptimization(max_trials=max_trials, num_initial_points=initial_points, **common)
+    return keras_tuner.Hyperband(max_epochs=epochs, factor=factor, **common)
+
+
+# --------------------------------------------------------------------------- distributed mode
+
+TUNER_ID, ORACLE_IP, ORACLE_PORT = "KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"
+
+
+def distribution(chief=None, worker=None, environ=None):
+    """Settle this process's role from --chief/--worker or the KERASTUNER_* variables.
+
+    Returns ``(role, env)``: role is "standalone", "chief" or "worker"; env holds the
+    variables keras-tuner must see (flags win over the environment). keras-tuner treats any
+    tuner ID containing "chief" as the chief, so worker IDs may not contain it.
+    """
+    environ = dict(os.environ if environ is None else environ)
+    env = {}
+    if chief is not None:
+        host, sep, port = chief.rpartition(":")
+        if not sep or not host:
+            raise UsageError(f"--chief {chief}: expected HOST:PORT, e.g. 10.0.0.1:8000 (0.0.0.0:8000 on the chief)")
+        env = {ORACLE_IP: host.strip("[]"), ORACLE_PORT: port, TUNER_ID: worker or "chief"}
+    elif worker is not None:
+        if ORACLE_IP not in environ or ORACLE_PORT not in environ:
+            raise UsageError(f"--worker {worker}: also give --chief HOST:PORT (or set {ORACLE_IP} and {ORACLE_PORT})")
+        env = {TUNER_ID: worker}
+    elif ORACLE_IP in environ:
+        missing = [name for name in (ORACLE_PORT, TUNER_ID) if not environ.get(name)]
+        if missing:
+            raise UsageError(f"{ORACLE_IP} is set but {' and '.join(missing)} is not: set both, or use --chief/--worker")
+    else:
+        return "standalone", {}
+    merged = {**environ, **env}
+    port = merged[ORACLE_PORT]
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise UsageError(f"oracle port {port!r} (--chief or {ORACLE_PORT}): expected a port number 1..65535")
+    tuner_id = merged[TUNER_ID]
+    if worker is not None and ("chief" in worker or not re.fullmatch(r"[A-Za-z0-9_.-]+", worker)):
+        raise UsageError(f"--worker {worker}: expected an ID of letters, digits, _ . - without 'chief' (e.g. tuner0)")
+    return ("chief" if "chief" in tuner_id else "worker"), env
+
+
+# --------------------------------------------------------------------------- project directory
+
+
+def settings_record(search, base, space, info):
+    """The settings a project is bound to; resuming with other settings would mix two searches."""
+    from tf_assign2.config import to_dict
+
+    ignored = {"runs_dir", "visualize", "test_curve", "export", "data_dir", "source", "tfds_data_dir"}
+    return {
+        "task": search.task,
+        "tuner": search.tuner,
+        "space": space,
+        "factor": search.factor if search.tuner == "hyperband" else None,
+        "config": {k: v for k, v in to_dict(base).items() if k not in ignored},
+        "data": {"dataset": info.dataset, "n_train": info.n_train, "n_val": info.n_val,
+                 "image_shape": list(info.image_shape), "num_classes": info.num_classes},
+    }
+
+
+def prepare_project(project_dir, record, overwrite):
+    """Start, continue (same settings) or, with --overwrite, restart a project directory."""
+    from tf_assign2 import runs
+
+    marker = project_dir / "search.json"
+    if overwrite and project_dir.exists():
+        if any(project_dir.iterdir()) and not (marker.is_file() or (project_dir / "oracle.json").is_file()):
+            raise UsageError(f"--overwrite: {project_dir} is not a tuning project (no search.json); not deleting it")
+        shutil.rmtree(project_dir)
+    try:
+        project_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--directory: cannot create {project_dir} ({e.strerror or e})") from None
+    if marker.is_file():
+        changed = _differences(runs.read_json(marker), json.loads(json.dumps(record)))
+        if changed:
+            raise UsageError(
+                f"{project_dir} holds a search with other settings ({', '.join(changed)} differ): "
+                "repeat its command to continue it, add --overwrite to start again, or choose another --project-name"
+            )
+        return True
+    if (project_dir / "oracle.json").is_file():
+        raise UsageError(f"{project_dir}: a keras-tuner project without search.json; add --overwrite or choose another --project-name")
+    runs.write_json(marker, record)
+    return False
+
+
+def _differences(saved, fresh):
+    """Names of the settings that differ ("config.epochs", "space", ...).
+
+    A config setting added by a later version is missing from an older project's record; the
+    search ran with its default, so only a non-default value counts as a change.
+    """
+    from tf_assign2.config import with_new_defaults
+
+    changed = []
+    for key, value in fresh.items():
+        old = saved.get(key)
+        if key == "config" and isinstance(old, dict):
+            old = with_new_defaults(old)
+        if key != "space" and isinstance(value, dict) and isinstance(old, dict):
+            changed += [f"{key}.{k}" for k in value if old.get(k) != value[k]]
+        elif old != value:
+            changed.append(key)
+    return changed
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def trial_rows(trials, space_names):
+    """One dict per trial for trials.csv: id, status, hyperparameters, score, epochs, seconds, memory."""
+    rows = []
+    for trial in sorted(trials, key=lambda t: int(t.trial_id)):
+        metrics = {name: trial.metrics.get_last_value(name)
+                   for name in (OBJECTIVE, "epochs", "seconds", "rss_mb", "diverged") if trial.metrics.exists(name)}
+        values = trial.hyperparameters.values
+        row = {"trial_id": trial.trial_id, "status": str(trial.status).lower()}
+        row.update({name: values.get(name) for name in space_names})
+        row.update({name: value for name, value in values.items() if name.startswith("tuner/")})
+        score = trial.score if trial.status == "COMPLETED" else None
+        epochs = metrics.get("epochs")
+        row.update({
+            OBJECTIVE: score,
+            "epochs": int(epochs) if epochs is not None and math.isfinite(epochs) else None,
+            "seconds": metrics.get("seconds"),
+            "rss_mb": metrics.get("rss_mb"),
+            "note": _note(trial, metrics),
+        })
+        rows.append(row)
+    return rows
+
+
+def _note(trial, metrics):
+    if metrics.get("diverged"):
+        return f"diverged (NaN/Inf loss) in epoch {int(metrics['epochs'])}"
+    if trial.status in ("FAILED", "INVALID"):
+        lines = [line for line in (trial.message or "").splitlines() if line.strip()]
+        return (lines[-1].strip()[:200] if lines else "failed (no message reached the chief)")
+    if trial.status == "RUNNING":
+        return "interrupted; re-run the command to continue"
+    return ""
+
+
+def write_trials_csv(rows, path):
+    from tf_assign2 import runs
+
+    columns = []
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+    if "note" in columns:  # keep the free text last
+        columns.remove("note")
+        columns.append("note")
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns or ["trial_id"], lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    runs.write_atomic(path, text.getvalue())
+
+
+def plot_points(rows, base):
+    """search.png's points: each trial's effective lr/optimizer/units/cell (searched or default)."""
+    points = []
+    for row in rows:
+        values = {k: v for k, v in row.items() if k in HYPERPARAMETERS and v not in (None, "")}
+        cfg = trial_config(base, values)
+        points.append({
+            "trial_id": row["trial_id"], "status": row["status"], OBJECTIVE: row[OBJECTIVE], "lr": cfg.lr,
+            "optimizer": cfg.optimizer, "fc_units": cfg.fc_units, "cell": cfg.cell, "units": cfg.units,
+        })
+    return points
+
+
+def write_outputs(tuner, space, base, project_dir, task):
+    """trials.csv and search.png from the oracle's trials; returns the rows."""
+    from tf_assign2 import figures
+
+    rows = trial_rows(tuner.oracle.trials.values(), list(space))
+    write_trials_csv(rows, project_dir / "trials.csv")
+    done = [r for r in rows if r["status"] in ("completed", "failed", "invalid")]
+    if done:
+        failed = sum(r[OBJECTIVE] is None for r in done)
+        figures.plot_search(
+            plot_points(done, base), project_dir / "search.png", marker_by=MARKER_BY[task], color_by="optimizer",
+            title=f"{project_dir.name}: {len(done)} trials ({failed} failed), objective {OBJECTIVE}",
+        )
+    return rows
+
+
+def _describe(values):
+    shown = {k: v for k, v in values.items() if not k.startswith("tuner/")}
+    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
+
+
+def retrain_best(best, base, arrays, info, project_dir, previous, keep=()):
+    """Train the best hyperparameters as a normal run (``Trainer.run``) in ``<project>/best/``.
+
+    Resumable like the search: a finished retrain of the same trial is reused, an
+    interrupted one continues from its backup.
+    """
+    import keras
+
+    from tf_assign2 import runs
+    from tf_assign2.analysis import visualization
+    from tf_assign2.training.trainer import Trainer, recorded_plan
+
+    old_dir = Path(previous.get("run_dir") or "-")
+    keras.backend.clear_session()
+    forget_custom_gradients(keep)
+    if previous.get("trial_id") == best.trial_id and runs.is_run_dir(old_dir):
+        summary_path = old_dir / "summary.json"
+        if summary_path.is_file() and runs.read_json(summary_path).get("status") == "completed":
+            print(f"best model already retrained in {old_dir}")
+            return runs.read_json(summary_path)
+        cfg = settings.from_dict(runs.read_json(old_dir / "config.json"), f"{old_dir}/config.json")
+        trainer, run_dir, resume = Trainer(cfg, arrays, info, plan=recorded_plan(old_dir)), old_dir, True
+        print(f"continuing the interrupted retrain in {run_dir}")
+    else:
+        cfg = dataclasses.replace(trial_config(base, best.hyperparameters.values), runs_dir=str(project_dir / "best"))
+        trainer, resume = Trainer(cfg, arrays, info), False
+        run_dir = trainer.new_run_dir()
+        print(f"retraining the best hyperparameters for {cfg.epochs} epochs: run directory {run_dir}", flush=True)
+    return trainer.run(run_dir, resume=resume, extra_callbacks=visualization.for_run(cfg, run_dir, arrays.test_x))
+
+
+@dataclasses.dataclass(frozen=True)
+class Search:
+    """What the tune command asked for, beyond the training settings."""
+
+    task: str
+    tuner: str
+    project_dir: Path
+    role: str = "standalone"  # standalone, chief or worker (see ``distribution``)
+    max_trials: int = 10
+    initial_points: int = None
+    factor: int = 3
+    overwrite: bool = False
+
+
+def run_search(search, base, space):
+    """Search, write trials.csv/search.png, retrain the best; returns the exit code (TensorFlow started)."""
+    import tensorflow as tf
+
+    from tf_assign2 import data, runs
+
+    tf.get_logger().setLevel("ERROR")  # every trial traces new functions; TF's retracing warning is expected
+
+    arrays, info = data.load_arrays(base)
+    worker = os.environ[TUNER_ID] if search.role == "worker" else None
+    if search.role == "worker":
+        search.project_dir.mkdir(parents=True, exist_ok=True)
+        print(f"worker {worker}: waiting for the chief at {os.environ[ORACLE_IP]}:{os.environ[ORACLE_PORT]}", flush=True)
+    elif prepare_project(search.project_dir, settings_record(search, base, space, info), search.overwrite):
+        print(f"continuing the search in {search.project_dir} (finished trials are kept; --overwrite starts again)")
+    if search.role == "chief":
+        print(f"chief: serving the oracle on {os.environ[ORACLE_IP]}:{os.environ[ORACLE_PORT]}", flush=True)
+
+    hypermodel = make_hypermodel(base, space, arrays, info, worker)
+    tuner = make_tuner(search.tuner, hypermodel, search.project_dir, base.epochs, base.seed,
+                       search.max_trials, search.initial_points, search.factor)
+    started = time.perf_counter()
+    # Only the train and validation splits go to the search: the test split is never seen.
+    fit_data = (arrays.train_x, arrays.train_y, arrays.val_x, arrays.val_y)
+    try:
+        with warnings.catch_warnings():
+            # A diverged trial's NaN objective makes keras-tuner's nanmax warn; trials.csv says it.
+            warnings.filterwarnings("ignore", "All-NaN", RuntimeWarning)
+            tuner.search(*fit_data, epochs=base.epochs, verbose=2)
+    except KeyboardInterrupt:
+        if search.role != "worker":
+            write_outputs(tuner, space, base, search.project_dir, search.task)
+        print("interrupted: run the same command again to continue the search", file=sys.stderr)
+        return 130
+    if search.role == "worker":
+        print(f"worker {worker}: search finished; {hypermodel.trials_run} trials ran here")
+        return 0
+
+    rows = write_outputs(tuner, space, base, search.project_dir, search.task)
+    completed = [r for r in rows if r["status"] == "completed"]
+    print(f"search: {len(rows)} trials ({len(completed)} completed) in {time.perf_counter() - started:.0f} s; "
+          f"{search.project_dir}/trials.csv, search.png")
+    if not completed:
+        notes = sorted({r["note"] for r in rows if r["note"]})
+        print(f"error: every trial failed ({len(rows)} of {len(rows)}): {notes[0] if notes else 'no trials ran'}; "
+              f"see {search.project_dir}/trials.csv", file=sys.stderr)
+        return 1
+    # The highest score; ties go to the earliest trial (keras-tuner's own order varies after a reload).
+    best_row = max(completed, key=lambda r: (r[OBJECTIVE], -int(r["trial_id"])))
+    best = tuner.oracle.trials[best_row["trial_id"]]
+    best_path = search.project_dir / "best_hyperparameters.json"
+    previous = runs.read_json(best_path) if best_path.is_file() else {}
+    record = {
+        "task": search.task, "tuner": search.tuner, "trial_id": best.trial_id, OBJECTIVE: best.score,
+        "hyperparameters": {k: v for k, v in best.hyperparameters.values.items() if not k.startswith("tuner/")},
+        "trials": len(rows), "completed_trials": len(completed),
+    }
+    print(f"best trial {best.trial_id}: {OBJECTIVE} {best.score:.4f} ({_describe(record['hyperparameters'])})")
+    runs.write_json(best_path, {**record, "run_dir": None} if previous.get("trial_id") != best.trial_id
+                    else {**previous, **record})
+    summary = retrain_best(best, base, arrays, info, search.project_dir, previous, hypermodel.gradients_before)
+    record.update({"run_dir": summary["run_dir"], "status": summary["status"],
+                   "test_accuracy": summary.get("test_accuracy"),
+                   "best_val_accuracy_retrained": summary.get("best_val_accuracy")})
+    runs.write_json(best_path, record)
+    if summary["status"] == "completed":
+        print(f"best model: test accuracy {summary['test_accuracy']:.4f}; run directory {summary['run_dir']}")
+        print(f"evaluate it with: python -m tf_assign2.evaluate {summary['run_dir']}")
+        return 0
+    if summary["status"] == "diverged":
+        print(f"error: the best hyperparameters diverged when retrained ({summary.get('divergence')}); "
+              f"see {summary['run_dir']}/summary.json", file=sys.stderr)
+        return 1
+    print("interrupted: run the same command again to continue the retrain", file=sys.stderr)
+    return 130

@@ -1,0 +1,137 @@
+"""The plan: hardware choices resolved once per run, recorded in config.json beside the settings.
+
+Settings say what the user asked for (``--jit auto``, ``--precision auto``); the plan says what
+that means on this machine (XLA on or off, bfloat16 or float32 compute, cuDNN kernels or not,
+steps per compiled call, the distribution strategy). It is computed once, before the model is
+built, and never written back into the settings; a resumed run reuses the recorded plan, so it
+continues exactly as it started even on another machine.
+
+Policies, as measured by ``python -m benchmarks.bench`` (docs/speed.md):
+
+* XLA: on a GPU on, except for LSTM/GRU, which keep cuDNN's kernels there (cuDNN cannot be
+  XLA-compiled). On a CPU on for LSTM/GRU (1.4x the samples/s of the plain graph on a 2-core AVX2
+  EPYC, 1.0-1.2x on an AVX512 one), off for LeNet5 (2-3x slower with XLA) and the SimpleRNN.
+* precision auto: bfloat16 compute for models whose registry entry says it pays
+  (``bfloat16_on_cpu``: LeNet5, ~1.5x) on CPUs with native bfloat16 instructions; else float32.
+* steps per execution: 16 on a CPU, 32 on a GPU, cut to a divisor of the epoch.
+"""
+
+import dataclasses
+import functools
+import math
+from pathlib import Path
+
+from tf_assign2 import models
+from tf_assign2.errors import UsageError
+
+CPU_STEPS_PER_EXECUTION = 16
+GPU_STEPS_PER_EXECUTION = 32
+POLICIES = {"float32": "float32", "mixed": "mixed_float16", "bfloat16": "mixed_bfloat16"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    device: str  # "CPU" or "GPU"
+    jit: bool
+    precision: str  # float32, mixed or bfloat16
+    use_cudnn: object  # "auto" or False (False: the generic kernel, needed under XLA)
+    steps_per_execution: int
+    strategy: str  # "default" or "mirrored"
+    devices: tuple = None
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        values = dict(values)
+        if values.get("devices") is not None:
+            values["devices"] = tuple(values["devices"])
+        return cls(**values)
+
+
+def gpu_available():
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+@functools.cache
+def native_bfloat16_cpu():
+    """True on CPUs with bfloat16 dot-product instructions (AVX512_BF16 or AMX), where oneDNN's
+    bfloat16 kernels measured ~1.5x faster than float32 for LeNet5 (docs/speed.md)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_jit(config, gpu):
+    """XLA where it pays, as measured (see the module docstring)."""
+    if config.jit != "auto":
+        return config.jit == "on"
+    cudnn = models.spec(config).cudnn(config)
+    if gpu:
+        return not cudnn or config.use_cudnn is False
+    return cudnn
+
+
+def resolve_precision(config, gpu):
+    if config.precision != "auto":
+        return config.precision
+    fast = models.spec(config).bfloat16_on_cpu and native_bfloat16_cpu() and not gpu
+    return "bfloat16" if fast else "float32"
+
+
+def resolve_steps_per_execution(config, steps_per_epoch, gpu):
+    """Steps per compiled call: a divisor of the epoch and of the step counts the user asked to see."""
+    requested = config.steps_per_execution
+    if config.strategy == "mirrored":
+        # Keras 3.15's multi-step train function fails under MirroredStrategy ("You must feed a
+        # value for placeholder tensor ..."), so mirrored runs execute one step per call.
+        requested = 1
+    elif requested is None:
+        requested = GPU_STEPS_PER_EXECUTION if gpu else CPU_STEPS_PER_EXECUTION
+    # Keras runs whole executions: with an endless pipeline an epoch of 180 steps at 16 per call
+    # would train 192 steps. A divisor of the epoch keeps every epoch exactly one pass.
+    spe = max(d for d in range(1, min(requested, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
+    for exact in (config.display_step, config.total_steps()):
+        if exact:
+            spe = math.gcd(spe, exact)
+    return max(1, spe)
+
+
+def make_plan(config, steps_per_epoch, gpu=None):
+    """Resolve every hardware choice of ``config`` for this machine (TensorFlow must be started)."""
+    gpu = gpu_available() if gpu is None else gpu
+    jit = resolve_jit(config, gpu)
+    use_cudnn = config.use_cudnn
+    if use_cudnn is True and not gpu:
+        raise UsageError("--use-cudnn on: no GPU found; use auto (the default) or off")
+    if jit and models.spec(config).cudnn(config):
+        if use_cudnn is True:
+            raise UsageError("--use-cudnn on with --jit on: cuDNN kernels cannot be XLA-compiled; drop one")
+        use_cudnn = False
+    precision = resolve_precision(config, gpu)
+    if precision == "mixed" and not gpu:
+        print("warning: --precision mixed (float16) on a CPU is much slower than float32", flush=True)
+    return Plan(device="GPU" if gpu else "CPU", jit=jit, precision=precision, use_cudnn=use_cudnn,
+                steps_per_execution=resolve_steps_per_execution(config, steps_per_epoch, gpu),
+                strategy=config.strategy, devices=config.devices)
+
+
+def set_precision(plan):
+    """Mixed precision computes in float16/bfloat16 with float32 variables; logits stay float32."""
+    import keras
+
+    keras.mixed_precision.set_global_policy(POLICIES[plan.precision])
+
+
+def distribution_strategy(plan):
+    """The tf.distribute strategy: one device, or mirrored over ``devices``/all GPUs."""
+    import tensorflow as tf
+
+    if plan.strategy == "mirrored":
+        return tf.distribute.MirroredStrategy(devices=list(plan.devices) if plan.devices else None)
+    return tf.distribute.get_strategy()

@@ -1,0 +1,275 @@
+"""The Trainer: the one place a run's recipe is written.
+
+Every training CLI run, every tuning trial and best-trial retrain, every sweep entry and the
+benchmark train through it:
+
+    plan (hardware choices, once) -> build (seed, precision, strategy, registry builder)
+    -> compile (optimizer registry, loss, metrics, XLA, steps per call)
+    -> fit (tf.data pipeline, callbacks, divergence) -> test metrics -> summary.json, curves.png
+    -> SavedModel + model.keras
+
+``Trainer.fit`` is the shared core (a tuning trial calls it with its own callbacks);
+``Trainer.run`` is a whole run into a run folder, resumable from its backup.
+"""
+
+import dataclasses
+import math
+import os
+import platform
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_assign2 import data, figures, models, runs
+from tf_assign2.config import to_dict
+from tf_assign2.training import callbacks as loop
+from tf_assign2.training import export
+from tf_assign2.training.losses import starter_cross_entropy, training_loss
+from tf_assign2.training.optimizers import make_optimizer
+from tf_assign2.training.plan import Plan, distribution_strategy, make_plan, set_precision
+
+EVAL_BATCH = 256
+
+
+@dataclasses.dataclass
+class FitResult:
+    history: dict  # Keras' History.history of this fit call
+    divergence: str = None  # why the run diverged (NaN/Inf loss or weights), None if it did not
+    seconds: float = 0.0
+
+
+class Trainer:
+    """Trains the model ``config`` names on ``arrays`` (``data.Arrays``) under one resolved ``plan``.
+
+    ``plan`` defaults to what this machine resolves for ``config``; a resumed run passes the plan
+    recorded in its config.json.
+    """
+
+    def __init__(self, config, arrays, info, plan=None):
+        self.config, self.arrays, self.info = config, arrays, info
+        self.steps_per_epoch = data.steps_per_epoch(len(arrays.train_y), config.batch_size)
+        total = config.total_steps()
+        self.epochs = math.ceil(total / self.steps_per_epoch) if total else config.epochs
+        self.total_steps = total or self.epochs * self.steps_per_epoch
+        self.plan = plan or make_plan(config, self.steps_per_epoch)
+        self.strategy = distribution_strategy(self.plan)
+
+    # ----------------------------------------------------------------------- the model
+
+    def build_model(self, use_cudnn=None):
+        """The registry's model for the settings, seeded, at the plan's precision, in the strategy's scope."""
+        keras.utils.set_random_seed(self.config.seed)  # the same initial weights for the same seed
+        set_precision(self.plan)
+        with self.strategy.scope():
+            return models.build(self.config, self.info.image_shape, self.info.num_classes,
+                                self.plan.use_cudnn if use_cudnn is None else use_cudnn)
+
+    def compile(self, model, steps_per_execution=None):
+        """Optimizer, loss and metrics of the settings; XLA and steps per call of the plan."""
+        with self.strategy.scope():
+            model.compile(
+                optimizer=make_optimizer(self.config, self.learning_rate()),
+                loss=training_loss(self.config),
+                metrics=["accuracy", keras.metrics.MeanMetricWrapper(starter_cross_entropy, name="starter_loss")],
+                jit_compile=self.plan.jit,
+                steps_per_execution=steps_per_execution or self.plan.steps_per_execution,
+            )
+        return model
+
+    def learning_rate(self):
+        """``--lr`` as given (the starters' constant rate), or cosine-decayed to 0 over the run."""
+        if self.config.schedule == "cosine":
+            return keras.optimizers.schedules.CosineDecay(self.config.lr, decay_steps=self.total_steps)
+        return self.config.lr
+
+    # ----------------------------------------------------------------------- training
+
+    def train_dataset(self, x=None, y=None, start_epoch=0):
+        """The epoch-indexed training pipeline (shuffled by (seed, epoch); shifted if asked)."""
+        x = self.arrays.train_x if x is None else x
+        y = self.arrays.train_y if y is None else y
+        return data.train_dataset(x, y, self.config.batch_size, self.config.seed, start_epoch,
+                                  shift=self.config.augment_shift)
+
+    def fit(self, model, epochs=None, initial_epoch=0, callbacks=(), train=None, validation="default", verbose=2):
+        """Train ``model``; returns a FitResult whose ``divergence`` says if (and why) it diverged.
+
+        ``train``/``validation`` are (x, y) arrays; by default the run's train and validation splits
+        (no validation when that split is empty). Divergence is checked here, for every caller.
+        """
+        x, y = train if train is not None else (None, None)
+        if validation == "default":
+            validation = (self.arrays.val_x, self.arrays.val_y)
+        val_ds = data.eval_dataset(*validation, EVAL_BATCH) if validation is not None and len(validation[1]) else None
+        stop = loop.DivergenceStop()
+        started = time.perf_counter()
+        history = model.fit(
+            self.train_dataset(x, y, initial_epoch),
+            epochs=epochs or self.epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=data.steps_per_epoch(len(self.arrays.train_y if y is None else y), self.config.batch_size),
+            validation_data=val_ds,
+            shuffle=False,  # train_dataset shuffles, per epoch, by (seed, epoch)
+            callbacks=[stop, keras.callbacks.TerminateOnNaN(), *callbacks],
+            verbose=verbose,
+        ).history
+        return FitResult(history, divergence(model, history, stop), time.perf_counter() - started)
+
+    def test_metrics(self, model):
+        """(loss, accuracy) on the test split, in float64 NumPy."""
+        logits = model.predict(data.eval_dataset(self.arrays.test_x, self.arrays.test_y, EVAL_BATCH), verbose=0)
+        return loop.logits_metrics(logits, self.arrays.test_y)
+
+    # ----------------------------------------------------------------------- a whole run
+
+    def new_run_dir(self):
+        """A fresh run folder under ``runs_dir`` holding config.json (removed again if that fails)."""
+        run_dir = runs.new_run_dir(self.config, models.spec(self.config).label(self.config))
+        try:
+            self.write_config(run_dir)
+        except BaseException:
+            runs.remove_tree(run_dir)
+            raise
+        return run_dir
+
+    def write_config(self, run_dir):
+        """config.json: every setting, the resolved plan, the data actually used, versions and device."""
+        runs.write_json(Path(run_dir) / "config.json", {**to_dict(self.config), "plan": self.plan.to_dict(),
+                                                       "data_info": self.info.__dict__, "environment": environment()})
+
+    def run(self, run_dir, resume=False, extra_callbacks=()):
+        """Train into ``run_dir``; returns the summary dict (also summary.json).
+
+        ``extra_callbacks`` come after the run's own (the visualisation callback of
+        ``analysis.visualization.for_run``, which the callers add where ``config.visualize``).
+
+        status: "completed", "diverged" (NaN/Inf loss or weights) or "interrupted" (Ctrl-C; what
+        was done is written, the backup kept for --resume).
+        """
+        config, run_dir = self.config, Path(run_dir)
+        backup_dir, history_csv = run_dir / "backup", run_dir / "history.csv"
+        start_epoch = loop.completed_epochs(backup_dir) if resume else 0
+        if resume:
+            loop.truncate_history(history_csv, start_epoch)
+        model = self.compile(self.build_model())
+        throughput = loop.Throughput(len(self.arrays.train_y))
+        callbacks = self.run_callbacks(model, run_dir, throughput, resume) + list(extra_callbacks)
+
+        status, result = "completed", None
+        started = time.perf_counter()
+        try:
+            result = self.fit(model, callbacks=callbacks)
+        except KeyboardInterrupt:
+            status = "interrupted"
+        train_seconds = time.perf_counter() - started
+        if result is not None and result.divergence:
+            status = "diverged"
+
+        history = loop.read_history(history_csv)
+        summary = {
+            "status": status,
+            "divergence": result.divergence if status == "diverged" else None,
+            "run_dir": str(run_dir),
+            "epochs_completed": len(history.get("loss", [])),
+            "epochs_planned": self.epochs,
+            "steps_per_epoch": self.steps_per_epoch,
+            "steps_per_execution": self.plan.steps_per_execution,
+            "jit_compile": self.plan.jit,
+            "train_seconds": round(train_seconds, 3),
+            "images_per_sec": round(throughput.images_per_sec(config.batch_size, len(self.arrays.train_y),
+                                                              self.steps_per_epoch), 1),
+            "batch_size": config.batch_size,
+            "parameters": model.count_params(),
+            "final_train_loss": _last(history, "loss"),
+            "final_train_accuracy": _last(history, "accuracy"),
+            "final_val_accuracy": _last(history, "val_accuracy"),
+            "best_val_accuracy": _best(history, "val_accuracy"),
+            "test_loss": None,
+            "test_accuracy": None,
+        }
+        if status == "completed":
+            summary["test_loss"], summary["test_accuracy"] = self.test_metrics(model)
+            if config.export:
+                export.save_all(model, config, self.info, run_dir)
+        if history:
+            figures.plot_curves(history, run_dir / "curves.png", title=run_dir.name)
+        runs.write_json(run_dir / "summary.json", summary)
+        return summary
+
+    def run_callbacks(self, model, run_dir, throughput, resume):
+        """The callbacks of a whole run, in the order they must run (see each class)."""
+        config, backup_dir = self.config, run_dir / "backup"
+        callbacks = []
+        if config.test_curve:  # before CSVLogger, so its columns are written
+            callbacks.append(loop.TestCurve(data.eval_dataset(self.arrays.test_x, self.arrays.test_y, EVAL_BATCH),
+                                            self.arrays.test_y))
+        callbacks += [
+            throughput,
+            loop.RandomStateBackup(backup_dir),  # before BackupAndRestore
+            keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True),
+            keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resume),
+            keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), histogram_freq=0),
+        ]
+        if config.display_step:
+            callbacks.append(loop.StarterProgress(config.task, config.display_step, self.steps_per_epoch,
+                                                  config.batch_size))
+        if config.total_steps():
+            callbacks.append(loop.StopAfterSteps(config.total_steps(), self.steps_per_epoch))
+        return callbacks
+
+
+def divergence(model, history, stop=None):
+    """Why training diverged, or None: a NaN/Inf loss seen by ``stop`` or in ``history``, or NaN/Inf weights."""
+    if stop is not None and stop.reason:
+        return stop.reason
+    losses = history.get("loss", [])
+    if any(not math.isfinite(v) for v in losses):
+        return f"loss became {next(v for v in losses if not math.isfinite(v))}"
+    if not all(np.isfinite(w).all() for w in model.get_weights()):
+        return "the weights became NaN/Inf"
+    return None
+
+
+def recorded_plan(run_dir):
+    """The plan a run folder's config.json recorded (None for runs made before plans were recorded)."""
+    values = runs.read_json(Path(run_dir) / "config.json").get("plan")
+    return Plan.from_dict(values) if values else None
+
+
+def _last(history, key):
+    values = history.get(key)
+    return values[-1] if values else None
+
+
+def _best(history, key):
+    values = [v for v in history.get(key, []) if math.isfinite(v)]
+    return max(values) if values else None
+
+
+def environment():
+    """Library versions and device, recorded in config.json."""
+    gpus = tf.config.list_physical_devices("GPU")
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "processor": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "gpus": [g.name for g in gpus],
+        "device": "GPU" if gpus else "CPU",
+    }
+
+
+def _cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
