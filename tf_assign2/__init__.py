@@ -29,6 +29,8 @@ _PUBLIC = {
     "make_plan": "tf_assign2.training.plan",
     "Visualization": "tf_assign2.analysis.visualization",
     "read_history": "tf_assign2.training.callbacks",
+    "plot_filters": "tf_assign2.figures",
+    "plot_curves": "tf_assign2.figures",
 }
 __all__ = sorted(_PUBLIC)
 
