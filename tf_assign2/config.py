@@ -180,11 +180,12 @@ def task_defaults(task):
 
 
 STARTER_LR = 1e-3
-RNN_ADAM_LR = 2e-3
+RNN_ADAM_LR = MODELS["rnn"].adam_lr
 
 
 def default_lr(model, optimizer):
-    """The learning rate when none is given: the starters' 1e-3, or 2e-3 for Adam on the RNNs.
+    """The learning rate when none is given: the starters' 1e-3, or the model's own Adam default
+    (``ModelSpec.adam_lr``: 2e-3 for the RNNs).
 
     Why 2e-3 there: on the MNIST subset at batch 128, 10 epochs, Adam 2e-3 ended higher than the
     starter's 1e-3 for every cell and seed measured (LSTM seeds 0-2: 0.946/0.958/0.959 against
@@ -193,8 +194,8 @@ def default_lr(model, optimizer):
     fastest to 0.50 on CIFAR (configs/sweeps/cifar_batch_lr.yaml); other optimizers were not
     measured, so they keep the starters' value.
     """
-    if model == "rnn" and optimizer == "adam":
-        return RNN_ADAM_LR
+    if optimizer == "adam" and MODELS[model].adam_lr:
+        return MODELS[model].adam_lr
     return STARTER_LR
 
 
