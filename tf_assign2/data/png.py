@@ -23,6 +23,18 @@ MODES = {1: "L", 3: "RGB"}  # channels -> the Pillow mode they are
 MAX_BYTES = 1 << 26  # larger images go to Pillow and its decompression-bomb check
 
 
+def header(data):
+    """(width, height, bit depth, colour type) from a PNG's IHDR, read before anything is decoded;
+    None if the bytes do not start like a PNG (the caller's decoder then says what is wrong)."""
+    if not data.startswith(SIGNATURE) or len(data) < len(SIGNATURE) + 8 + 13:
+        return None
+    length, kind = struct.unpack_from(">I4s", data, len(SIGNATURE))
+    if kind != b"IHDR" or length != 13:
+        return None
+    width, height, depth, colour = struct.unpack_from(">IIBB", data, len(SIGNATURE) + 8)
+    return width, height, depth, colour
+
+
 def inflate(data):
     """PNG file bytes -> ((height, width, channels), filtered scanlines), or None (use Pillow)."""
     if not data.startswith(SIGNATURE):

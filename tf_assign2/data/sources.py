@@ -136,12 +136,30 @@ def _read_file(path):
         raise UsageError(f"{path}: cannot read file ({e.strerror or e})") from None
 
 
+MAX_PIXELS = 1 << 24  # 4096 x 4096: far above the assignment's 28 x 28, far below what exhausts memory
+
+
+def _check_header(path, data):
+    """Refuse what would cost unbounded work before any pixel is decoded: a header declaring a huge image."""
+    found = png.header(data)
+    if found is not None and found[0] * found[1] > MAX_PIXELS:
+        raise UsageError(f"{path}: image is {found[0]}x{found[1]} pixels; this tool reads images of at most "
+                         f"{MAX_PIXELS:,} pixels")
+
+
 def _pillow_decode(path, data, mode):
-    """One PNG with Pillow (any PNG flavour) -> uint8 (H, W, C); a failure names the file."""
+    """One PNG with Pillow (any PNG flavour) -> uint8 (H, W, C); a failure names the file.
+
+    16-bit grayscale is scaled to 8 bits (v * 255 / 65535, rounded), never clipped: Pillow's own
+    conversion to "L" would turn every value above 255 white.
+    """
     from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
     try:
         image = PngImagePlugin.PngImageFile(io.BytesIO(data))
+        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+            wide = np.asarray(image).astype(np.float64)
+            image = Image.fromarray(np.clip(np.round(wide * 255.0 / 65535.0), 0, 255).astype(np.uint8), "L")
         if image.mode != mode:
             image = image.convert(mode)
         array = np.asarray(image, dtype=np.uint8)
@@ -159,6 +177,7 @@ def decode_pngs(paths, mode="L"):
     images, plain = [None] * len(paths), {}
     for i, path in enumerate(paths):
         data = _read_file(path)
+        _check_header(path, data)
         parsed = png.inflate(data)
         if parsed is not None and png.MODES[parsed[0][2]] == mode:
             plain.setdefault(parsed[0], []).append((i, parsed[1]))
@@ -407,10 +426,30 @@ def load_arrays(config):
     """Read the configured dataset into memory -> (Arrays, DataInfo)."""
     source, location = resolve_location(config.dataset, config.data_dir, config.source)
     train_x, train_y, test_x, test_y = READERS[source](location, config, ("train", "test"))
+    num_classes = check_labels(train_y, test_y, location)
     train_x, train_y, val_x, val_y = split_validation(train_x, train_y, config.val_split, config.seed)
-    num_classes = int(max(train_y.max(), test_y.max())) + 1
     info = _info(config.dataset, source, location, num_classes, train_x.shape, len(train_y), len(val_y), len(test_y))
     return Arrays(train_x, train_y, val_x, val_y, test_x, test_y), info
+
+
+def check_labels(train_y, test_y, location):
+    """The number of classes K, after checking the labels are a classification: K >= 2, every class
+    0..K-1 present in training, no test label outside them (a stray idx byte of 200 would otherwise
+    make a 201-class model)."""
+    if len(train_y) == 0 or len(test_y) == 0:
+        raise UsageError(f"{location}: no {'training' if len(train_y) == 0 else 'test'} images")
+    present = np.unique(train_y)
+    num_classes = int(present.max()) + 1
+    if num_classes < 2:
+        raise UsageError(f"{location}: only one class (0) in the training data; a classifier needs at least 2")
+    if len(present) != num_classes or present.min() < 0:
+        missing = sorted(set(range(num_classes)) - set(present.tolist()))[:5]
+        raise UsageError(f"{location}: training labels must be 0..K-1 with every class present; found "
+                         f"{len(present)} distinct labels up to {num_classes - 1} (missing {missing})")
+    outside = test_y[(test_y < 0) | (test_y >= num_classes)]
+    if len(outside):
+        raise UsageError(f"{location}: test label {int(outside[0])} is not one of the {num_classes} training classes")
+    return num_classes
 
 
 def _info(dataset, source, location, num_classes, shape, n_train, n_val, n_test):
