@@ -1,9 +1,12 @@
-"""Run directories: naming (never overwritten), atomic file writes, reading a finished run."""
+"""Run directories: naming (never overwritten), one owner at a time, atomic file writes, reading a finished run."""
 
+import contextlib
 import datetime
+import fcntl
 import json
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -97,3 +100,33 @@ def timestamped_subdir(parent, prefix):
 def remove_tree(path):
     """Remove a folder this process made and must not leave half-written (a failed start)."""
     shutil.rmtree(path, ignore_errors=True)
+
+
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def owned(folder, what="folder"):
+    """Hold ``folder`` for this process: a second process (a resume, the same tune or sweep command
+    twice) is refused in one line naming the holder.
+
+    The lock is the kernel's ``flock`` on ``folder/.lock``, so it goes with its process: the lock
+    of a killed process is free again at once, and the next command simply takes it over. The
+    file keeps the holder's PID and host for the message.
+    """
+    path = Path(folder) / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise UsageError(f"{folder}: cannot lock this {what} ({e.strerror or e})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            raise UsageError(f"{folder}: this {what} is in use by {holder}; wait for it to finish or stop it") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the flock

@@ -3,14 +3,16 @@
 Every flag of a setting comes from its declaration in ``config.Config``; the modules here only
 choose which settings a command takes and hold no training logic.
 
-Exit codes: 0 done; 1 the run diverged (NaN loss); 2 bad input (one line on stderr, no
-traceback, no run directory left behind); 130 interrupted with Ctrl-C (what was done is
-written; continue with --resume).
+Exit codes: 0 done; 1 the run diverged (NaN loss); 2 bad input or a file that cannot be written
+(one line on stderr, no traceback, no run directory left behind); 130 interrupted with Ctrl-C,
+143 stopped by SIGTERM (what `kill`, schedulers and containers send); after either, what was done
+is written: continue with --resume (or re-run the tune/sweep command).
 """
 
 import argparse
 import contextlib
 import os
+import signal
 import sys
 
 from tf_assign2 import config as settings
@@ -190,13 +192,37 @@ def start_tensorflow(seed=None, deterministic=False, devices=None):
         tf.config.experimental.enable_op_determinism()
 
 
+class _Terminated:
+    """SIGTERM handled like Ctrl-C: it raises KeyboardInterrupt where the program is, so training
+    writes what it has done exactly as for Ctrl-C; the exit code then says which signal it was."""
+
+    received = False
+
+    @classmethod
+    def handler(cls, signum, frame):
+        cls.received = True
+        raise KeyboardInterrupt
+
+
 def run_cli(main):
-    """Run ``main()`` turning UsageError into one stderr line and exit code 2."""
+    """Run ``main()`` turning UsageError (and a failed write) into one stderr line and exit code 2."""
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None) and _in_main_thread():
+        signal.signal(signal.SIGTERM, _Terminated.handler)
     try:
-        return main()
+        code = main()
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # disk full, read-only folder: what could not be written, in one line
+        print(f"error: {e.filename or 'a file'}: cannot write ({e.strerror or e})", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:  # outside training (which records it itself): stop quietly
         print("interrupted", file=sys.stderr)
-        return 130
+        code = 130
+    return 143 if code == 130 and _Terminated.received else code
+
+
+def _in_main_thread():
+    import threading
+
+    return threading.current_thread() is threading.main_thread()

@@ -190,7 +190,7 @@ def check_out(out, sweep, planned):
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a folder")
     if not state_path.is_file():
-        if out.is_dir() and any(out.iterdir()):
+        if out.is_dir() and any(p.name != runs.LOCK_FILE for p in out.iterdir()):
             raise UsageError(f"--out {out}: folder is not empty and holds no sweep.json; choose another --out")
         return {"name": sweep["name"], "task": sweep["task"], "entries": {}}
     state = runs.read_json(state_path)
@@ -249,10 +249,21 @@ def run_sweep(sweep, out, train, flags=(), overrides=None):
     each entry is exactly ``python -m tf_assign2.<task> --config <entry>.yaml <flags>``;
     ``overrides`` are those ``flags`` as settings.
     """
-    import yaml
-
     out = Path(out)
     planned = plan(sweep, out, overrides)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot create it ({e.strerror or e})") from None
+    with runs.owned(out, "sweep folder"):  # one sweep command per folder at a time
+        return _run_entries(sweep, out, train, flags, planned)
+
+
+def _run_entries(sweep, out, train, flags, planned):
+    import yaml
+
     state = check_out(out, sweep, planned)
     (out / "configs").mkdir(parents=True, exist_ok=True)
     for entry in planned:

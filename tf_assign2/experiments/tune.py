@@ -426,9 +426,11 @@ def prepare_project(project_dir, record, overwrite):
 
     marker = project_dir / "search.json"
     if overwrite and project_dir.exists():
-        if any(project_dir.iterdir()) and not (marker.is_file() or (project_dir / "oracle.json").is_file()):
+        contents = [p for p in project_dir.iterdir() if p.name != runs.LOCK_FILE]  # the lock stays held
+        if contents and not (marker.is_file() or (project_dir / "oracle.json").is_file()):
             raise UsageError(f"--overwrite: {project_dir} is not a tuning project (no search.json); not deleting it")
-        shutil.rmtree(project_dir)
+        for path in contents:
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
     try:
         project_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -601,7 +603,24 @@ class Search:
 
 
 def run_search(search, base, space):
-    """Search, write trials.csv/search.png, retrain the best; returns the exit code (TensorFlow started)."""
+    """Search, write trials.csv/search.png, retrain the best; returns the exit code (TensorFlow started).
+
+    The chief (or a standalone search) owns the project folder while it runs: the same command
+    started twice is refused in one line. Workers share the chief's project and take no lock.
+    """
+    from tf_assign2 import runs
+
+    if search.role == "worker":
+        return _search(search, base, space)
+    try:
+        search.project_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--directory: cannot create {search.project_dir} ({e.strerror or e})") from None
+    with runs.owned(search.project_dir, "tuning project"):
+        return _search(search, base, space)
+
+
+def _search(search, base, space):
     import tensorflow as tf
 
     from tf_assign2 import data, runs

@@ -149,7 +149,11 @@ class Trainer:
         status: "completed", "diverged" (NaN/Inf loss or weights) or "interrupted" (Ctrl-C; what
         was done is written, the backup kept for --resume).
         """
-        config, run_dir = self.config, Path(run_dir)
+        with runs.owned(run_dir, "run folder"):
+            return self._run(Path(run_dir), resume, extra_callbacks)
+
+    def _run(self, run_dir, resume, extra_callbacks):
+        config = self.config
         backup_dir, history_csv = run_dir / "backup", run_dir / "history.csv"
         start_epoch = loop.completed_epochs(backup_dir) if resume else 0
         if resume:
