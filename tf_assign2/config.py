@@ -59,6 +59,8 @@ class Setting:
         if self.choices is not None:
             return "one of " + ", ".join(map(_show, self.choices))
         noun = "an integer" if self.kind is int else "a number"
+        if self.kind is int and self.low is not None and self.high is not None:
+            return f"{noun} >= {_show(self.low)} and <= {_show(self.high)}"
         if self.low is not None and self.high is not None:
             return f"{noun} in {'(' if self.low_open else '['}{_show(self.low)}, {_show(self.high)}{')' if self.high_open else ']'}"
         if self.low is not None:
@@ -86,8 +88,10 @@ class Config:
     data_dir: str = setting(None, "a PNG-layout or idx folder, or a folder holding CIFAR10/ and MNIST/", kind=str,
                             group="data")
     tfds_data_dir: str = setting(None, "tensorflow-datasets data_dir", kind=str, group="data")
-    ntrain: int = setting(None, "training images per class (starter's ntrain)", kind=int, low=1, group="data")
-    ntest: int = setting(None, "test images per class (starter's ntest)", kind=int, low=1, group="data")
+    ntrain: int = setting(None, "training images per class (starter's ntrain)", kind=int, low=1, high=2**31 - 1,
+                          group="data")
+    ntest: int = setting(None, "test images per class (starter's ntest)", kind=int, low=1, high=2**31 - 1,
+                         group="data")
     val_split: float = setting(0.1, "validation fraction carved from train", low=0, high=1, high_open=True,
                                expected="a fraction in [0, 1)", group="data", column=True)
     native: bool = setting(False, "tfds CIFAR-10 as 32x32x3 RGB instead of the assignment's 28x28 grayscale",
@@ -95,11 +99,11 @@ class Config:
     # model
     model: str = setting("lenet5", "the network", choices=tuple(MODELS), group="model", column=True)
     cell: str = setting("lstm", "recurrent cell", choices=CELLS, group="model", tune=False, column=True)
-    units: int = setting(128, "nHidden: recurrent units", low=1, group="model", column=True)
-    layers: int = setting(1, "stacked recurrent layers", low=1, group="model", tune=True, column=True)
+    units: int = setting(128, "nHidden: recurrent units", low=1, high=65536, group="model", column=True)
+    layers: int = setting(1, "stacked recurrent layers", low=1, high=64, group="model", tune=True, column=True)
     conv_filters: tuple = setting((32, 64), "LeNet5 conv1 conv2 filters", kind=tuple, group="model",
-                                  expected="two integers >= 1")
-    fc_units: int = setting(1024, "LeNet5 fc1 units", low=1, group="model")
+                                  expected="two integers >= 1 and <= 4096")
+    fc_units: int = setting(1024, "LeNet5 fc1 units", low=1, high=1 << 20, group="model")
     init: str = setting("starter", "starter: truncated normal 0.1 / bias 0.1 (RNN output: random normal); "
                         "keras: Glorot", choices=INITS, group="model", tune=True, column=True)
     use_cudnn: object = setting("auto", "LSTM/GRU cuDNN kernel", kind=object, choices=CUDNN, group="model")
@@ -119,18 +123,22 @@ class Config:
     augment_shift: int = setting(0, "shift each training image by a random 0..PIXELS pixels per axis "
                                  "(0: off, the starters')", low=0, high=7, expected="whole pixels from 0 to 7",
                                  metavar="PIXELS", tune=True, column=True)
-    batch_size: int = setting(50, "batch size (50 cifar, 128 mnist)", low=1, tune=True, column=True)
-    epochs: int = setting(10, "epochs", low=1, column=True)
-    steps: int = setting(None, "train this many steps instead of --epochs (starter CIFAR)", kind=int, low=1)
+    batch_size: int = setting(50, "batch size (50 cifar, 128 mnist)", low=1, high=1 << 20, tune=True, column=True)
+    epochs: int = setting(10, "epochs", low=1, high=100_000, column=True)
+    steps: int = setting(None, "train this many steps instead of --epochs (starter CIFAR)", kind=int, low=1,
+                         high=2**31 - 1)
     training_iters: int = setting(None, "train on this many samples instead of --epochs (starter MNIST's "
-                                  "trainingIters)", kind=int, low=2)
-    display_step: int = setting(None, "print the starter's progress line every N steps", kind=int, low=1)
-    seed: int = setting(0, "random seed", tune=True, column=True)
+                                  "trainingIters)", kind=int, low=2,
+                                  high=2**62)
+    display_step: int = setting(None, "print the starter's progress line every N steps", kind=int, low=1,
+                                high=2**31 - 1)
+    seed: int = setting(0, "random seed", low=0, high=2**32 - 1, tune=True, column=True)
     deterministic: bool = setting(False, "TF op determinism: repeatable runs", group="execution", tune=True)
     # execution
     jit: str = setting("auto", "XLA: auto = where measured faster (GPU: all but cuDNN LSTM/GRU; CPU: LSTM/GRU only)",
                        choices=JIT, group="execution", tune=True)
-    steps_per_execution: int = setting(None, "steps per compiled call (auto)", kind=int, low=1, group="execution")
+    steps_per_execution: int = setting(None, "steps per compiled call (auto)", kind=int, low=1, high=100_000,
+                                       group="execution")
     precision: str = setting("auto", "auto (LeNet5: bfloat16 compute on CPUs with native bfloat16 instructions; "
                              "otherwise float32), float32, mixed (float16, GPU) or bfloat16", choices=PRECISIONS,
                              group="execution")
@@ -231,7 +239,7 @@ def _text(value):
 def _problem(name, rule, value):
     """None if ``value`` is valid for ``rule``, else what was expected."""
     if name == "conv_filters":
-        ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_int(v) and v >= 1 for v in value)
+        ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_int(v) and 1 <= v <= 4096 for v in value)
         return None if ok else rule.describe()
     if name == "devices":
         ok = isinstance(value, (list, tuple)) and value and all(_device_name(d) for d in value)
@@ -275,6 +283,8 @@ def validate(config):
     values = {name: check_value(name, getattr(config, name)) for name in SETTINGS}
     if values["steps"] is not None and values["training_iters"] is not None:
         raise UsageError("--steps and --training-iters both given: use one")
+    if values["devices"] is not None and values["strategy"] != "mirrored":
+        raise UsageError("--devices is for --strategy mirrored; add it, or drop --devices")
     if values["lr"] is None:
         values["lr"] = default_lr(values["model"], values["optimizer"])
     return Config(**values)
@@ -286,12 +296,17 @@ def build(task, *layers):
     Keys must be setting names (``UsageError`` otherwise); None values are skipped, so a flag
     that was not given does not hide a value from a file.
     """
-    values = task_defaults(task)
+    values, given = task_defaults(task), set()
     for layer in layers:
         values.update({k: v for k, v in layer.items() if v is not None})
+        given |= {k for k, v in layer.items() if v is not None}
     unknown = [k for k in values if k not in SETTINGS]
     if unknown:
         raise UsageError(f"unknown setting '{unknown[0]}'")
+    for length in ("steps", "training_iters"):
+        if length in given and "epochs" in given:
+            raise UsageError(f"{flag_name(length)} and --epochs both given: {flag_name(length)} sets the run's "
+                             "length instead of --epochs; use one")
     return validate(Config(**values))
 
 
@@ -324,15 +339,33 @@ def _from_text(rule, value):
         return value
 
 
+YAML_MAX_BYTES = 1 << 20  # a settings or sweep file is a few hundred bytes; a megabyte is plenty
+YAML_MAX_DEPTH = 16
+
+
 def read_yaml(path, what="--config"):
-    """A YAML file's top-level mapping; errors name ``what`` and the file."""
+    """A YAML file's top-level mapping; errors name ``what`` and the file.
+
+    Read as hostile input: at most 1 MB of UTF-8 text, nested at most 16 deep, and no anchors or
+    aliases (an alias bomb expands a few lines into gigabytes); all checked on the token stream,
+    in time linear in the file, before anything is built.
+    """
     import yaml
 
     try:
-        with open(path) as f:
-            values = yaml.safe_load(f)
+        with open(path, "rb") as f:
+            raw = f.read(YAML_MAX_BYTES + 1)
     except OSError as e:
         raise UsageError(f"{what} {path}: cannot read ({e.strerror or e})") from None
+    if len(raw) > YAML_MAX_BYTES:
+        raise UsageError(f"{what} {path}: larger than {YAML_MAX_BYTES:,} bytes; expected a short YAML file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{what} {path}: not UTF-8 text (byte {e.start})") from None
+    try:
+        _check_yaml_tokens(yaml.scan(text), path, what)
+        values = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise UsageError(f"{what} {path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if values is None:
@@ -340,6 +373,22 @@ def read_yaml(path, what="--config"):
     if not isinstance(values, dict):
         raise UsageError(f"{what} {path}: expected a mapping of settings at the top level")
     return values
+
+
+def _check_yaml_tokens(tokens, path, what):
+    import yaml
+
+    depth = 0
+    for token in tokens:
+        if isinstance(token, (yaml.AnchorToken, yaml.AliasToken)):
+            raise UsageError(f"{what} {path}: YAML anchors and aliases (&, *) are not accepted; write the values out")
+        if isinstance(token, (yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken,
+                              yaml.FlowMappingStartToken, yaml.FlowSequenceStartToken)):
+            depth += 1
+            if depth > YAML_MAX_DEPTH:
+                raise UsageError(f"{what} {path}: nested deeper than {YAML_MAX_DEPTH} levels")
+        elif isinstance(token, (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)):
+            depth -= 1
 
 
 def to_dict(config):
@@ -359,5 +408,15 @@ def from_dict(values, where="config.json"):
     Settings added since the run was made take their defaults (the value it ran with); other
     keys of config.json (data_info, environment, plan) are not settings and are skipped.
     """
+    if not isinstance(values, dict):
+        raise UsageError(f"{where}: expected a JSON object of settings, found {type(values).__name__}")
+    missing = [k for k in RECORDED_ALWAYS if k not in values]
+    if missing:
+        raise UsageError(f"{where}: not a run's config (missing {', '.join(missing)}); it cannot be resumed "
+                         "or evaluated with made-up defaults")
     kept = {k: v for k, v in values.items() if k in SETTINGS}
     return validate(Config(**file_values(kept, where)))
+
+
+# Settings every config.json has recorded since the first version; one without them is not a run's.
+RECORDED_ALWAYS = ("task", "dataset", "model", "optimizer", "lr", "epochs", "batch_size", "seed")

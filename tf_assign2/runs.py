@@ -80,11 +80,15 @@ def _jsonable(value):
     return str(value)
 
 
-def read_json(path):
+def read_json(path, expect=dict):
+    """A JSON file of ours, which must hold an ``expect`` (an object by default); else one clear error."""
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:  # ValueError covers bad UTF-8 and bad JSON
         raise UsageError(f"{path}: cannot read JSON ({e})") from None
+    if expect is not None and not isinstance(value, expect):
+        raise UsageError(f"{path}: damaged (expected a JSON {expect.__name__}, found {type(value).__name__})")
+    return value
 
 
 def is_run_dir(path):

@@ -30,11 +30,12 @@ def saved_model_path(path):
 def load_serving_function(path):
     """Load the SavedModel's ``serve`` endpoint; returns (function, input shape, num classes)."""
     import tensorflow as tf
+    from google.protobuf.message import DecodeError
 
     try:
         loaded = tf.saved_model.load(str(path))
-    except (OSError, ValueError, tf.errors.OpError) as e:
-        raise UsageError(f"{path}: cannot load SavedModel ({str(e).splitlines()[0][:200]})") from None
+    except (OSError, ValueError, tf.errors.OpError, DecodeError) as e:  # missing, damaged or foreign files
+        raise UsageError(f"{path}: cannot load SavedModel ({(str(e).splitlines() or [type(e).__name__])[0][:200]})") from None
     serve = getattr(loaded, "serve", None)
     if serve is None:
         raise UsageError(f"{path}: SavedModel has no 'serve' endpoint (not exported by tf_assign2?)")
@@ -51,7 +52,10 @@ def predict(serve, images, batch_size=500):
     outputs = []
     for start in range(0, len(images), batch_size):
         batch = tf.constant(images[start : start + batch_size], dtype=tf.float32) / 255.0
-        outputs.append(serve(batch).numpy())
+        try:
+            outputs.append(serve(batch).numpy())
+        except tf.errors.OpError as e:  # variables that load but cannot be read (a damaged variables file)
+            raise UsageError(f"the SavedModel cannot run ({str(e).splitlines()[0][:200]})") from None
     return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
 
 

@@ -213,13 +213,22 @@ def run_cli(main):
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except OSError as e:  # disk full, read-only folder: what could not be written, in one line
-        print(f"error: {e.filename or 'a file'}: cannot write ({e.strerror or e})", file=sys.stderr)
+    except OSError as e:  # disk full, read-only folder, a name too long: the file and the reason, in one line
+        print(f"error: {e.filename or 'a file'}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    except (MemoryError, _out_of_memory_error()) as e:
+        print(f"error: out of memory ({type(e).__name__}); use a smaller model or --batch-size", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # outside training (which records it itself): stop quietly
         print("interrupted", file=sys.stderr)
         code = 130
     return 143 if code == 130 and _Terminated.received else code
+
+
+def _out_of_memory_error():
+    """TensorFlow's out-of-memory error if TensorFlow is loaded (evaluated only when something was raised)."""
+    tf = sys.modules.get("tensorflow")
+    return tf.errors.ResourceExhaustedError if tf is not None else MemoryError
 
 
 def _in_main_thread():

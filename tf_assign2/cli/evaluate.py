@@ -25,10 +25,11 @@ def evaluate(argv=None):
 
     model_dir = ev.saved_model_path(args.path)
     run_dir = model_dir.parent if runs.is_run_dir(model_dir.parent) else None
-    values = runs.read_json(run_dir / "config.json") if run_dir is not None else {}
-    values.update(flag_values(args))
-    values.setdefault("dataset", "cifar10")
-    cfg = settings.from_dict(values, f"{run_dir}/config.json" if run_dir else "evaluate")
+    if run_dir is not None:  # the run's own data settings, data flags override them
+        cfg = settings.from_dict({**runs.read_json(run_dir / "config.json"), **flag_values(args)},
+                                 f"{run_dir}/config.json")
+    else:  # a bare SavedModel: the data flags alone (default: the assignment's CIFAR10)
+        cfg = settings.build("cifar", flag_values(args))
     check_data_location(cfg)
     start_tensorflow()
 

@@ -2,10 +2,19 @@
 
 from pathlib import Path
 
-from tf_assign2.cli import ArgumentParser, flag_values, run_cli, start_tensorflow, training_parser
+from tf_assign2.cli import ArgumentParser, flag_values, positive_int, run_cli, start_tensorflow, training_parser
 from tf_assign2.cli.train import train
 from tf_assign2.errors import UsageError
-from tf_assign2.experiments.sweep import check_out, default_out, entry_runs, load_sweep, plan, run_status, run_sweep
+from tf_assign2.experiments.sweep import (
+    MAX_ENTRIES,
+    check_out,
+    default_out,
+    entry_runs,
+    load_sweep,
+    plan,
+    run_status,
+    run_sweep,
+)
 
 NOT_WITH_A_SWEEP = ("--runs-dir", "--resume", "--config")
 
@@ -19,6 +28,8 @@ def parser():
     p.add_argument("sweep_file", help="a sweep YAML, e.g. configs/sweeps/cifar_optimizers.yaml")
     p.add_argument("--out", default=None, help="sweep folder (default runs/sweeps/<sweep name>); re-use it to resume")
     p.add_argument("--dry-run", action="store_true", help="check the sweep and list its entries; run nothing")
+    p.add_argument("--max-entries", type=positive_int, default=MAX_ENTRIES,
+                   help=f"refuse sweeps with more entries than this ({MAX_ENTRIES})")
     return p
 
 
@@ -33,7 +44,7 @@ def training_overrides(task, flags):
 
 def sweep(argv=None):
     args, flags = parser().parse_known_args(argv)
-    loaded = load_sweep(args.sweep_file)
+    loaded = load_sweep(args.sweep_file, args.max_entries)
     out = Path(args.out) if args.out else default_out(loaded)
     overrides = training_overrides(loaded["task"], flags)
     if args.dry_run:

@@ -27,6 +27,7 @@ import io
 import os
 import struct
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -246,7 +247,7 @@ def read_idx(path, expected_magic):
         raw = path.read_bytes()
         if path.suffix == ".gz":
             raw = gzip.decompress(raw)
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise UsageError(f"{path}: cannot read idx file ({e})") from None
     if len(raw) < 8:
         raise UsageError(f"{path}: truncated idx file ({len(raw)} bytes)")

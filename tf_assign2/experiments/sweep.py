@@ -58,6 +58,7 @@ from tf_assign2.errors import UsageError
 SWEEP_KEYS = ("name", "description", "task", "base", "settings", "grid", "runs", "target")
 NOT_IN_SWEEPS = ("runs_dir",)  # set by the sweep: runs/<entry>/ under --out
 FINISHED = ("completed", "diverged")
+MAX_ENTRIES = 1000  # a sweep larger than this is refused unless --max-entries allows it
 RESULT_COLUMNS = ("status", "test_accuracy", "test_loss", "best_val_accuracy", "final_train_loss",
                   "epochs_completed", "train_seconds", "images_per_sec", "parameters", "divergence", "run_dir")
 SETTING_COLUMNS = schema.COLUMNS  # every setting the schema marks as a table column
@@ -66,7 +67,7 @@ SETTING_COLUMNS = schema.COLUMNS  # every setting the schema marks as a table co
 # --------------------------------------------------------------------------- the sweep file
 
 
-def load_sweep(path):
+def load_sweep(path, max_entries=MAX_ENTRIES):
     """Read and check a sweep file; returns {name, task, base, settings, entries: [(name, settings)]}."""
     path = Path(path)
     values = schema.read_yaml(path, "sweep file")
@@ -88,7 +89,7 @@ def load_sweep(path):
         base = (path.parent / base).resolve()
         if not base.is_file():
             raise UsageError(f"{where}: base: {base} not found")
-    entries = expand_entries(values.get("grid"), values.get("runs"), where)
+    entries = expand_entries(values.get("grid"), values.get("runs"), where, max_entries)
     for key in NOT_IN_SWEEPS:
         if key in settings or any(key in e for _, e in entries):
             raise UsageError(f"{where}: {key} is set by the sweep (runs/<entry>/ under --out); remove it")
@@ -119,14 +120,21 @@ def entry_name(settings):
     return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(parts)) or "default"
 
 
-def expand_entries(grid, explicit, where):
-    """The grid's combinations (in the order written, last key fastest), then the listed runs."""
+def expand_entries(grid, explicit, where, max_entries=MAX_ENTRIES):
+    """The grid's combinations (in the order written, last key fastest), then the listed runs.
+
+    The combinations are counted before any is made, so a grid of 10^9 entries is refused at once.
+    """
     entries = []
     if grid is not None:
         grid = _mapping(grid, f"{where}: grid")
         for key, choices in grid.items():
             if not isinstance(choices, list) or not choices:
                 raise UsageError(f"{where}: grid: {key}: expected a non-empty list of values, got {choices!r}")
+        count = math.prod(len(choices) for choices in grid.values()) + len(explicit or ())
+        if count > max_entries:
+            raise UsageError(f"{where}: {count:,} entries, more than the {max_entries:,} allowed; "
+                             "pass --max-entries N to run a sweep this large")
         for combo in itertools.product(*grid.values()):
             settings = dict(zip(grid, combo))
             entries.append((entry_name(settings), settings))

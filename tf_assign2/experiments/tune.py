@@ -628,6 +628,9 @@ def _search(search, base, space):
     tf.get_logger().setLevel("ERROR")  # every trial traces new functions; TF's retracing warning is expected
 
     arrays, info = data.load_arrays(base)
+    if info.n_val == 0:
+        raise UsageError(f"--val-split {base.val_split}: leaves no validation images from {info.n_train} training "
+                         "images; the search is scored on them: raise --val-split or --ntrain")
     worker = os.environ[TUNER_ID] if search.role == "worker" else None
     if search.role == "worker":
         search.project_dir.mkdir(parents=True, exist_ok=True)

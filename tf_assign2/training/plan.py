@@ -133,5 +133,11 @@ def distribution_strategy(plan):
     import tensorflow as tf
 
     if plan.strategy == "mirrored":
+        if plan.devices:
+            here = [d.name.split("device:")[-1] for d in tf.config.list_logical_devices()]
+            missing = [d for d in plan.devices if d.upper() not in here]
+            if missing:
+                raise UsageError(f"--devices {','.join(plan.devices)}: no {missing[0]} on this machine "
+                                 f"(it has {', '.join(here)})")
         return tf.distribute.MirroredStrategy(devices=list(plan.devices) if plan.devices else None)
     return tf.distribute.get_strategy()
