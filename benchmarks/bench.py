@@ -1,7 +1,9 @@
-"""`python -m tf_assign2.bench [--quick] [--out BENCHMARKS.md] [--repeats N]`: every speed figure, one run.
+"""`python -m benchmarks.bench [--quick] [--out FILE] [--repeats N]`: every speed figure, one run.
 
-Ratios only mean something between figures taken on the same machine in the same state, so
-one command measures everything side by side and writes one table (BENCHMARKS.md):
+Run it from the repository root (``benchmarks`` is not installed). Ratios only mean something
+between figures taken on the same machine in the same state, so one command measures everything
+side by side and writes one markdown table; the records are kept in ``docs/bench/`` and
+``docs/speed.md`` explains the figures:
 
 * LeNet5 training images/s at batch 50 and 256 (CIFAR subset) and RNN/LSTM/GRU-128 samples/s
   at batch 128 (MNIST rows), each for
@@ -11,27 +13,31 @@ one command measures everything side by side and writes one table (BENCHMARKS.md
     fresh permutation each step; MNIST: ``next_batch`` slices). It is built in its own
     ``tf.Graph`` so graph mode never leaks into the Keras figures;
   - ``fit``: Keras ``fit`` with its defaults (NumPy arrays, ``batch_size``, one step per call,
-    Keras' own XLA choice) on our compiled model;
-  - ``ours``: our trainer's settings (``train.compile_model`` with the resolved
-    steps_per_execution and XLA policy, ``data.train_dataset``), the path every CLI run takes;
+    Keras' own XLA choice) on the Trainer's model, loss and optimizer;
+  - ``ours``: the shared trainer itself (``tf_assign2.training.trainer.Trainer``: ``build_model``,
+    ``compile`` and ``fit`` under its resolved plan - steps_per_execution, XLA, precision - and
+    its ``train_dataset``), the path every CLI run takes;
   - ``ours_f32``: the same in float32 (``ours`` computes LeNet5 in bfloat16 where the CPU has it;
     elsewhere the two are one run, timed once);
   - ``xla``: the same with ``jit_compile=True``;
   - ``bound``: a bare ``tf.function`` loop over in-memory float tensors (no Keras loop, no
-    tf.data, no metrics) with our optimizer and precision: the practical compute bound;
+    tf.data, no metrics) with the Trainer's model, loss, optimizer and precision: the practical
+    compute bound;
 
   each the median of ``repeats`` timed epochs after one warm-up epoch (tracing, compilation),
   with its ratio to ``tf1`` and its fraction of ``bound``;
 * data: decoding the 11k CIFAR PNGs in a fresh process, again in the same process (warm), and
   from disk with the OS page cache dropped; the Fashion-MNIST idx files likewise;
 * time-to-accuracy: training seconds until the test accuracy first reaches 0.50 (CIFAR,
-  LeNet5, Adam) and 0.95 (MNIST, LSTM-128), checked after every epoch, capped;
+  LeNet5, Adam) and 0.95 (MNIST, LSTM-128), checked after every epoch, capped; trained by the
+  Trainer on a default run's data;
 * peak RSS of a default ``python -m tf_assign2.cifar`` run (10 epochs), from ``wait4`` on that
   child, with the images/s it reports itself (every callback on).
 
-No thresholds anywhere: the goals of issue 7 are printed beside the figures, not enforced,
+No thresholds anywhere: the speed goals are printed beside the figures, not enforced,
 because shared machines are noisy. Importing this module does not import TensorFlow, so the
-data worker (``--data-worker``) times Pillow alone.
+data worker (``--data-worker``, a fresh ``python -m benchmarks.bench`` process run from the
+repository root) times the PNG decoder alone.
 """
 
 import dataclasses
@@ -50,9 +56,12 @@ from pathlib import Path
 from tf_assign2 import data
 from tf_assign2.errors import UsageError
 
+ROOT = Path(__file__).resolve().parents[1]  # the repository root: where ``-m benchmarks.bench`` imports
+
 LENET_BATCHES = (50, 256)
 RNN_BATCH = 128
 RNN_UNITS = 128
+NUM_CLASSES = 10  # both tasks: the CIFAR-10 subset and MNIST digits
 CELLS = ("rnn", "lstm", "gru")
 METHODS = ("tf1", "fit", "ours", "ours_f32", "xla", "bound")
 RNN_METHODS = ("tf1", "fit", "ours", "xla", "bound")  # ours_f32 is ours: RNNs train in float32
@@ -70,7 +79,10 @@ METHOD_NAMES = {
 
 @dataclasses.dataclass
 class Plan:
-    """How much to measure. ``full_run()`` makes BENCHMARKS.md; ``quick_run()`` is the CI-sized run."""
+    """How much to measure (not the trainer's hardware plan, ``Trainer.plan``).
+
+    ``full_run()`` makes a record for ``docs/bench/``; ``quick_run()`` is the CI-sized run.
+    """
 
     quick: bool = False
     repeats: int = 3  # timed epochs per figure, after one warm-up epoch
@@ -281,24 +293,43 @@ def tf1_rnn(cell, x, y, batch_size, epochs, seed=0, nHidden=RNN_UNITS):
 
 
 def our_config(task, jit="auto", **overrides):
-    """The config a default CLI run of ``task`` resolves to (plus ``jit``), hardware choices settled."""
-    from tf_assign2 import train
-    from tf_assign2.config import Config, task_defaults, validate
+    """The settings of a default CLI run of ``task`` (plus ``jit``), validated.
 
-    cfg = validate(Config(**{**task_defaults(task), "jit": jit, "units": RNN_UNITS, **overrides}))
-    return train.resolve_execution(cfg)
+    Hardware choices stay unresolved here (``precision="auto"`` ...): what they mean on this
+    machine is the Trainer's plan, ``our_trainer(config, x, y).plan``.
+    """
+    from tf_assign2 import config
+
+    return config.build(task, {"jit": jit, "units": RNN_UNITS, **overrides})
 
 
-def build_model(cfg, seed=0):
-    """``models.build`` under the run's precision policy, leaving the global policy at float32."""
+def our_trainer(cfg, x=None, y=None):
+    """The shared ``Trainer`` for ``cfg`` over the in-memory training arrays ``x``, ``y``.
+
+    Its ``Arrays`` have empty validation and test splits (the training figures time training
+    alone); its ``DataInfo`` describes ``x``. Without ``x``, one batch of blank 28x28x1 images:
+    enough for the plan's precision and the model's weights, not for timing an epoch.
+    """
+    import numpy as np
+
+    from tf_assign2.training.trainer import Trainer
+
+    if x is None:
+        x, y = np.zeros((cfg.batch_size, 28, 28, 1), np.uint8), np.zeros(cfg.batch_size, np.int32)
+    arrays = data.Arrays(x, y, x[:0], y[:0], x[:0], y[:0])
+    info = data.DataInfo(dataset=cfg.dataset, source="memory", location="benchmark arrays", num_classes=NUM_CLASSES,
+                         class_names=[str(c) for c in range(NUM_CLASSES)], image_shape=tuple(int(d) for d in x.shape[1:]),
+                         n_train=len(y), n_val=0, n_test=0)
+    return Trainer(cfg, arrays, info)
+
+
+def build_model(trainer):
+    """``Trainer.build_model`` (seeded, the plan's precision, the strategy's scope), then Keras'
+    global policy back to float32 so that the next figure starts clean."""
     import keras
 
-    from tf_assign2 import models, train
-
-    keras.utils.set_random_seed(seed)
-    train.setup_precision(cfg)
     try:
-        return models.build(cfg, (28, 28, 1), 10)
+        return trainer.build_model()
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
@@ -312,10 +343,10 @@ def _fit_rates(model, fit, n, batch_size):
     """
     import keras
 
-    from tf_assign2 import train
+    from tf_assign2.training.callbacks import Throughput
 
     steps_per_epoch = data.steps_per_epoch(n, batch_size)
-    throughput = train.Throughput(n)
+    throughput = Throughput(n)
     steps = []
     counter = keras.callbacks.LambdaCallback(
         on_epoch_begin=lambda epoch, logs: steps.append(-int(model.optimizer.iterations)),
@@ -326,34 +357,31 @@ def _fit_rates(model, fit, n, batch_size):
 
 
 def ours(cfg, x, y, epochs):
-    """Our trainer's settings: compile_model with the resolved steps_per_execution, train_dataset.
+    """The shared trainer: ``Trainer.build_model``, ``compile`` and ``fit`` under its resolved plan.
 
-    One fit call, as a real run makes; the per-epoch test curve, visualisation, validation and
-    backups of ``train.run`` act between epochs, outside what its Throughput callback times, so
-    they are left out here (the full CLI run in the memory row reports the figure with them).
+    One ``Trainer.fit`` call, as a real run makes (its divergence checks included, its
+    ``train_dataset`` pipeline); the per-epoch test curve, visualisation, validation and backups
+    of ``Trainer.run`` act between epochs, outside what its Throughput callback times, so they
+    are left out here (the full CLI run in the memory row reports the figure with them).
     """
-    from tf_assign2 import train
-
-    steps = data.steps_per_epoch(len(y), cfg.batch_size)
-    model = build_model(cfg)
-    train.compile_model(model, cfg, train.resolve_steps_per_execution(cfg, steps), epochs * steps)
-    dataset = data.train_dataset(x, y, cfg.batch_size, cfg.seed)
-    return _fit_rates(model, lambda callbacks: model.fit(dataset, epochs=epochs, steps_per_epoch=steps, shuffle=False,
-                                                         verbose=0, callbacks=callbacks), len(y), cfg.batch_size)
+    trainer = our_trainer(dataclasses.replace(cfg, epochs=epochs), x, y)
+    model = trainer.compile(build_model(trainer))
+    return _fit_rates(model, lambda callbacks: trainer.fit(model, callbacks=callbacks, validation=None, verbose=0),
+                      len(y), cfg.batch_size)
 
 
 def keras_fit_defaults(cfg, x, y, epochs):
     """What a plain Keras script does: ``fit(x, y, batch_size)`` on float arrays, one step per call.
 
-    Same model, loss and metrics as ours (``train.compile_model``), but steps_per_execution=1,
+    The Trainer's model, loss, optimizer and metrics (``Trainer.compile``), but steps_per_execution=1,
     Keras' ``jit_compile="auto"`` and its array pipeline instead of ours; float32 (Keras' default).
     """
-    from tf_assign2 import train
+    from tf_assign2.training.plan import gpu_available
 
     # Keras' own jit_compile="auto" leaves XLA off on CPU-only machines.
-    cfg = dataclasses.replace(cfg, precision="float32", jit="on" if train.gpu_available() else "off")
-    model = build_model(cfg)
-    train.compile_model(model, cfg, 1)
+    cfg = dataclasses.replace(cfg, epochs=epochs, precision="float32", jit="on" if gpu_available() else "off")
+    trainer = our_trainer(cfg, x, y)
+    model = trainer.compile(build_model(trainer), steps_per_execution=1)
     images = x.astype("float32") / 255.0
     return _fit_rates(model, lambda callbacks: model.fit(images, y, batch_size=cfg.batch_size, epochs=epochs,
                                                          verbose=0, callbacks=callbacks), len(y), cfg.batch_size)
@@ -363,22 +391,23 @@ def bound(cfg, x, y, epochs):
     """A bare ``tf.function`` training loop: whole epochs in one call over in-memory float tensors.
 
     No Keras fit loop, no tf.data, no metrics, no shuffling: forward, loss, gradients and our
-    optimizer for ``len(x) // batch`` contiguous batches, at our trainer's precision. The
-    fastest this computation runs in TF2 here; our trainer's fraction of it is its overhead.
+    optimizer for ``len(x) // batch`` contiguous batches, with the Trainer's model (at its plan's
+    precision), loss (``training_loss``) and optimizer (``make_optimizer``). The fastest this
+    computation runs in TF2 here; our trainer's fraction of it is its overhead.
     """
-    import keras
     import tensorflow as tf
 
-    from tf_assign2 import train
+    from tf_assign2.training.losses import training_loss
+    from tf_assign2.training.optimizers import make_optimizer
 
-    model = build_model(cfg)
+    model = build_model(our_trainer(cfg, x, y))
     images = tf.constant(x, tf.float32) / 255.0
     labels = tf.constant(y)
     batch = cfg.batch_size
     steps = len(y) // batch
-    optimizer = train.make_optimizer(cfg.optimizer, cfg.lr)
+    optimizer = make_optimizer(cfg)
     optimizer.build(model.trainable_variables)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    loss_fn = training_loss(cfg)
 
     @tf.function(jit_compile=False)
     def train_epoch():
@@ -403,14 +432,14 @@ def optimizer_step_ms(cfg, repeats=200):
 
     The part of a step that does not shrink with the batch: for LeNet5 it is Adam reading and
     writing four 3.3M-float tensors, memory-bound. It caps how close batch 50 can come to the
-    images/s of a larger batch.
+    images/s of a larger batch. The model is the Trainer's, the optimizer ``make_optimizer``'s.
     """
     import tensorflow as tf
 
-    from tf_assign2 import train
+    from tf_assign2.training.optimizers import make_optimizer
 
-    model = build_model(cfg)
-    optimizer = train.make_optimizer(cfg.optimizer, cfg.lr)
+    model = build_model(our_trainer(cfg))
+    optimizer = make_optimizer(cfg)
     optimizer.build(model.trainable_variables)
     gradients = [tf.random.normal(v.shape) * 1e-3 for v in model.trainable_variables]
 
@@ -441,7 +470,7 @@ def measure(method, task, x, y, batch_size, epochs, cell="lstm"):
 
 def lenet_methods(methods, auto_precision):
     """The LeNet5 methods worth timing: ``ours_f32`` only where ``ours`` computes in something else
-    (bfloat16 on CPUs that have it); elsewhere it is the same run twice."""
+    (bfloat16 on CPUs that have it; the Trainer's plan says); elsewhere it is the same run twice."""
     return tuple(m for m in methods if m != "ours_f32" or auto_precision != "float32")
 
 
@@ -465,9 +494,9 @@ def training_figures(plan, x, y, task, batches, methods, cells=(None,), label="i
 
 def _train_arrays(task, n):
     """The task's training images (no validation split), the first ``n`` if given."""
-    from tf_assign2.config import Config, task_defaults, validate
+    from tf_assign2 import config
 
-    arrays, _ = data.load_arrays(validate(Config(**task_defaults(task), val_split=0.0)))
+    arrays, _ = data.load_arrays(config.build(task, {"val_split": 0.0}))
     x, y = arrays.train_x, arrays.train_y
     if n:
         keep = __import__("numpy").random.default_rng(0).permutation(len(y))[:n]
@@ -481,25 +510,27 @@ def _train_arrays(task, n):
 def time_to_accuracy(task, target, max_epochs, ntrain=None):
     """Training seconds until the test accuracy first reaches ``target``; a default run, capped.
 
-    The data, model, compile settings and pipeline are a default ``python -m tf_assign2.<task>``
-    run's (validation split carved out, test split only measured). After every epoch the
-    trainer's TestCurve computes test accuracy; the clock is the trainer's Throughput epoch
-    time (first to last step, tracing included), so evaluation is not counted as training.
+    The data (``data.load_arrays``: validation split carved out, test split only measured), the
+    model, compile settings and pipeline are a default ``python -m tf_assign2.<task>`` run's: a
+    ``Trainer`` builds, compiles and fits. After every epoch the trainer's TestCurve computes
+    test accuracy; the clock is the trainer's Throughput epoch time (first to last step, tracing
+    included), so evaluation is not counted as training.
     """
     import keras
 
-    from tf_assign2 import train
+    from tf_assign2 import models
+    from tf_assign2.training.callbacks import TestCurve, Throughput
+    from tf_assign2.training.trainer import EVAL_BATCH, Trainer
 
     cfg = our_config(task, epochs=max_epochs, ntrain=ntrain)
-    arrays, _ = data.load_arrays(cfg)
+    arrays, info = data.load_arrays(cfg)
+    trainer = Trainer(cfg, arrays, info)
     n = len(arrays.train_y)
-    steps = data.steps_per_epoch(n, cfg.batch_size)
-    model = build_model(cfg, cfg.seed)
-    train.compile_model(model, cfg, train.resolve_steps_per_execution(cfg, steps), max_epochs * steps)
-    throughput = train.Throughput(n)
+    model = trainer.compile(build_model(trainer))
+    throughput = Throughput(n)
     result = {"task": task, "target": target, "max_epochs": max_epochs, "seconds": None, "epoch": None,
-              "curve": [], "model": "LeNet5" if cfg.model == "lenet5" else f"{cfg.cell.upper()}-{cfg.units}",
-              "batch_size": cfg.batch_size, "optimizer": f"{cfg.optimizer} {cfg.lr:g}", "train_images": n}
+              "curve": [], "model": models.spec(cfg).title(cfg), "batch_size": cfg.batch_size,
+              "optimizer": f"{cfg.optimizer} {cfg.lr:g}", "train_images": n, "plan": trainer.plan.to_dict()}
     started = time.perf_counter()
 
     def check(epoch, logs):
@@ -510,11 +541,11 @@ def time_to_accuracy(task, target, max_epochs, ntrain=None):
                           wall_seconds=round(time.perf_counter() - started, 2))
             model.stop_training = True
 
-    callbacks = [train.TestCurve(data.eval_dataset(arrays.test_x, arrays.test_y, 256), arrays.test_y), throughput,
+    callbacks = [TestCurve(data.eval_dataset(arrays.test_x, arrays.test_y, EVAL_BATCH), arrays.test_y), throughput,
                  keras.callbacks.LambdaCallback(on_epoch_end=check)]
-    model.fit(data.train_dataset(arrays.train_x, arrays.train_y, cfg.batch_size, cfg.seed), epochs=max_epochs,
-              steps_per_epoch=steps, shuffle=False, verbose=0, callbacks=callbacks)
-    result["best"] = max(result["curve"])
+    fit = trainer.fit(model, callbacks=callbacks, validation=None, verbose=0)
+    result["divergence"] = fit.divergence
+    result["best"] = max(result["curve"]) if result["curve"] else float("nan")
     result["train_seconds_run"] = round(sum(throughput.epoch_seconds), 2)
     return result
 
@@ -589,15 +620,16 @@ def _seconds(fn):
     return time.perf_counter() - start
 
 
-def data_timings():
-    """Run in a fresh process (``--data-worker``): the loads a CLI run starts with.
+def data_timings(root=None, fashion=None):
+    """Run in a fresh process (``--data-worker [CIFAR_ROOT [FASHION_FOLDER]]``): the loads a CLI run starts with.
 
     ``png_cold``: the first decode in a process (Pillow imported on the way), files already in
     the OS page cache - what every run pays. ``png_warm``: the same again in the same process.
     ``png_disk``: with the page cache dropped first, i.e. read from disk (first run after boot).
-    ``idx_*``: the same for Fashion-MNIST's gzipped idx files.
+    ``idx_*``: the same for Fashion-MNIST's gzipped idx files. ``root``/``fashion`` default to
+    where a run would find the data.
     """
-    root = _cifar_root()
+    root = Path(root) if root else _cifar_root()
     pngs = _files(root, "*/*/*.png")
     _read_all(pngs)
     out = {"png_files": len(pngs)}
@@ -606,7 +638,7 @@ def data_timings():
     if hasattr(os, "posix_fadvise"):
         _drop_page_cache(pngs)
         out["png_disk"] = _seconds(lambda: data.read_png_layout(root))
-    fashion = _fashion_folder()
+    fashion = Path(fashion) if fashion else _fashion_folder()
     if fashion is not None:
         idx = _files(fashion, "*-ubyte*")
         _read_all(idx)
@@ -622,12 +654,25 @@ def data_timings():
     return out
 
 
+def data_worker_command():
+    """``python -m benchmarks.bench --data-worker CIFAR_ROOT [FASHION_FOLDER]``, to run in ``ROOT``.
+
+    The worker runs from the repository root, where ``benchmarks`` imports; the data folders are
+    resolved here, in the caller's directory, and passed as absolute paths, so a relative
+    ``$TF_ASSIGN2_DATA`` or ``./data`` still means what it means to the caller.
+    """
+    fashion = _fashion_folder()
+    return [sys.executable, "-m", "benchmarks.bench", "--data-worker", str(_cifar_root().resolve()),
+            *([str(fashion.resolve())] if fashion is not None else [])]
+
+
 def data_figures(repeats):
     """Median over ``repeats`` fresh worker processes of every ``data_timings`` figure."""
     runs = []
+    command = data_worker_command()
     for _ in range(repeats):
-        done = subprocess.run([sys.executable, "-m", "tf_assign2.bench", "--data-worker"], capture_output=True,
-                              text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT,
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
         if done.returncode or not lines:
             raise RuntimeError(f"bench data worker failed:\n{done.stderr[-2000:]}")
@@ -644,9 +689,9 @@ def data_figures(repeats):
 
 def machine():
     """CPU model, cores, GPUs and versions (the trainer's own ``environment()``) and the load."""
-    from tf_assign2 import train
+    from tf_assign2.training.trainer import environment
 
-    env = train.environment()
+    env = environment()
     env["loadavg_start"] = _loadavg()
     return env
 
@@ -692,12 +737,15 @@ def run_bench(plan):
     results["lenet_images"] = len(y)
     _log(f"LeNet5 training, {len(y)} images per epoch, {plan.repeats} timed epochs after a warm-up...")
     lenet_config = our_config("cifar")
-    methods = lenet_methods(plan.methods, lenet_config.precision)
+    results["trainer_plans"] = {"lenet5": our_trainer(lenet_config, x, y).plan.to_dict()}
+    methods = lenet_methods(plan.methods, results["trainer_plans"]["lenet5"]["precision"])
     results["lenet"] = phase("lenet", lambda: training_figures(plan, x, y, "cifar", plan.lenet_batches, methods))
     results["lenet_optimizer_ms"] = phase("optimizer", lambda: optimizer_step_ms(lenet_config))
     _log(f"  optimizer update alone: {results['lenet_optimizer_ms']:.2f} ms/step")
     x, y = _train_arrays("mnist", plan.rnn_images)
     results["rnn_images"] = len(y)
+    for cell in plan.cells:
+        results["trainer_plans"][cell] = our_trainer(our_config("mnist", cell=cell), x, y).plan.to_dict()
     _log(f"RNN training, {len(y)} samples per epoch...")
     rnn = phase("rnn", lambda: training_figures(plan, x, y, "mnist", (RNN_BATCH,), plan.rnn_methods, plan.cells,
                                                 "samples/s"))
@@ -745,7 +793,7 @@ def _best(figures, method):
 
 
 def headline(results):
-    """The ratios issue 7 asks to see, one line each: (what, value, goal)."""
+    """The goals' ratios and what was measured, one line each: (what, value, goal)."""
     lenet, data_ = results["lenet"], results["data"]
     ours50 = _get(lenet, "50", "cifar", "ours", "median")
     tf1_50 = _get(lenet, "50", "cifar", "tf1", "median")
@@ -783,9 +831,10 @@ def _tta_text(tta):
 
 
 def markdown(results):
-    """BENCHMARKS.md from a ``run_bench`` results dict: header, the issue's ratios, then one section per figure."""
+    """The markdown record (see docs/speed.md) of a ``run_bench`` results dict: header, the goals' ratios,
+    then one section per figure."""
     m = results["machine"]
-    command = "python -m tf_assign2.bench" + (" --quick" if results["quick"] else "")
+    command = "python -m benchmarks.bench" + (" --quick" if results["quick"] else "")
     lines = [
         "# Benchmarks",
         "",
@@ -799,7 +848,8 @@ def markdown(results):
         f"Training figures: median of {results['repeats']} timed epochs after one warm-up epoch (tracing, "
         "compilation), every method in turn in one process (the TF1 baseline in its own `tf.Graph` and Session).",
         "",
-        "## What issue 7 asks to see",
+        *_plans_lines(results.get("trainer_plans")),
+        "## Summary: the speed goals and what was measured",
         "",
         "| figure | measured | goal |",
         "|---|---|---|",
@@ -808,6 +858,16 @@ def markdown(results):
     for section in (_lenet_section, _rnn_section, _data_section, _tta_section, _memory_section):
         lines += section(results)
     return "\n".join(lines) + "\n"
+
+
+def _plans_lines(plans):
+    """One line: what the shared Trainer's plan resolved to for each default model (the ``ours`` rows)."""
+    if not plans:
+        return []
+    text = "; ".join(f"{name}: {p['precision']}, XLA {'on' if p['jit'] else 'off'}, {p['steps_per_execution']} "
+                     f"step{'s' * (p['steps_per_execution'] != 1)} per call" for name, p in plans.items())
+    device = "/".join(sorted({p.get("device", "?") for p in plans.values()}))
+    return [f"Our trainer's resolved plans (`Trainer.plan`, default settings, {device}): {text}.", ""]
 
 
 def _lenet_section(results):
@@ -897,10 +957,11 @@ def _load(values):
 def main(argv=None):
     from tf_assign2.cli import ArgumentParser, positive_int
 
-    parser = ArgumentParser(prog="python -m tf_assign2.bench", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small epochs, caps of one epoch (under 2 minutes)")
     parser.add_argument("--repeats", type=positive_int, default=None, help="timed epochs per figure (3; quick 2)")
-    parser.add_argument("--out", default=None, help="write the markdown here (e.g. BENCHMARKS.md)")
+    parser.add_argument("--out", default=None, help="write the markdown here (e.g. BENCHMARKS.md; the records "
+                        "are kept in docs/bench/, named like docs/bench/2026-11-26-epyc-avx2.md)")
     parser.add_argument("--json", default=None, help="also write every figure, per epoch, as JSON here")
     args = parser.parse_args(argv)
     plan = Plan.quick_run(args.repeats) if args.quick else Plan.full_run(args.repeats)
@@ -918,7 +979,7 @@ def main(argv=None):
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--data-worker"]:
-        print(json.dumps(data_timings()))
+        print(json.dumps(data_timings(*sys.argv[2:4])))
     else:
         from tf_assign2.cli import run_cli
 

@@ -1,10 +1,17 @@
-"""The benchmark's measurements run and its table states the ratios; no speed thresholds (machines are noisy)."""
+"""The benchmark's measurements run and its table states the ratios; no speed thresholds (machines are noisy).
 
+``benchmarks`` is not installed: it imports from the repository root (``pythonpath = .`` in pytest.ini).
+"""
+
+import json
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 
-from tf_assign2 import bench
+from benchmarks import bench
 
 
 def _figure(value):
@@ -26,7 +33,7 @@ def _results(lenet, rnn=None, tta=None, memory=None):
     }
 
 
-def test_markdown_prints_the_ratios_issue_7_asks_for():
+def test_markdown_prints_the_goals_ratios():
     rates = {"tf1": 100.0, "fit": 80.0, "ours": 150.0, "ours_f32": 120.0, "xla": 60.0, "bound": 200.0}
     assert set(rates) == set(bench.METHODS)
     lenet = {"50": {"cifar": {m: _figure(v) for m, v in rates.items()}},
@@ -57,6 +64,17 @@ def test_markdown_prints_the_ratios_issue_7_asks_for():
     assert "PNG decode of the 11,000 CIFAR images (fresh process) | 0.90 s | <= 1 s |" in text
     assert "| `python -m tf_assign2.cifar --epochs 10` | 812 MB | 140 | 0.530 |" in text
     assert "Machine: Test CPU, 2 cores, GPU: none" in text
+    assert "## Summary: the speed goals and what was measured" in text
+    assert "`python -m benchmarks.bench --quick`" in text
+    assert "issue" not in text.lower()
+
+
+def test_markdown_states_the_trainer_plans():
+    plans = {"lenet5": {"device": "CPU", "precision": "bfloat16", "jit": False, "steps_per_execution": 16},
+             "lstm": {"device": "CPU", "precision": "float32", "jit": True, "steps_per_execution": 1}}
+    text = bench.markdown({**_results({"50": {"cifar": {"ours": _figure(1.0)}}}), "trainer_plans": plans})
+    assert ("Our trainer's resolved plans (`Trainer.plan`, default settings, CPU): lenet5: bfloat16, XLA off, "
+            "16 steps per call; lstm: float32, XLA on, 1 step per call.") in text
 
 
 def test_float32_lenet_is_timed_once_where_the_default_is_float32():
@@ -64,7 +82,7 @@ def test_float32_lenet_is_timed_once_where_the_default_is_float32():
     float32 row, and the auto precision here decides which case this machine is."""
     assert "ours_f32" not in bench.lenet_methods(bench.METHODS, "float32")
     assert bench.lenet_methods(bench.METHODS, "bfloat16") == bench.METHODS
-    auto = bench.our_config("cifar").precision
+    auto = bench.our_trainer(bench.our_config("cifar")).plan.precision
     assert ("ours_f32" in bench.lenet_methods(bench.METHODS, auto)) == (auto == "bfloat16")
     rates = {"tf1": 100.0, "ours": 150.0, "bound": 200.0}
     text = bench.markdown(_results({"50": {"cifar": {m: _figure(v) for m, v in rates.items()}}}))
@@ -106,3 +124,51 @@ def test_time_to_accuracy_records_the_first_epoch_at_target(data_root, monkeypat
     result = bench.time_to_accuracy("cifar", 0.0, max_epochs=3, ntrain=10)
     assert result["epoch"] == 1 and result["seconds"] > 0 and len(result["curve"]) == 1
     assert result["train_images"] == 90 and result["model"] == "LeNet5"
+
+
+def test_our_figures_train_through_the_shared_trainer(monkeypatch):
+    """``ours`` builds, compiles and fits through ``Trainer`` (its plan, its fit), not a copy of the recipe."""
+    from tf_assign2.training import trainer as trainer_module
+
+    calls = []
+    for name in ("build_model", "compile", "fit"):
+        original = getattr(trainer_module.Trainer, name)
+
+        def spy(self, *args, _original=original, _name=name, **kwargs):
+            calls.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(trainer_module.Trainer, name, spy)
+    x, y = _images(100)
+    rates = bench.measure("ours", "cifar", x, y, 50, 1)
+    assert calls == ["build_model", "compile", "fit"] and len(rates) == 1 and rates[0] > 0
+
+
+@pytest.mark.slow
+def test_data_worker_runs_from_any_directory(data_root, tmp_path, monkeypatch):
+    """The data worker is ``python -m benchmarks.bench --data-worker`` run from the repository root,
+    with the data folders resolved by the caller (a relative $TF_ASSIGN2_DATA keeps working)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TF_ASSIGN2_DATA", os.path.relpath(data_root, tmp_path))
+    command = bench.data_worker_command()
+    assert command[1:4] == ["-m", "benchmarks.bench", "--data-worker"]
+    assert all(os.path.isabs(path) for path in command[4:])
+    figures = bench.data_figures(1)
+    assert figures["png_files"] > 0 and 0 < figures["png_cold"] < 600 and figures["png_warm"] > 0
+
+
+@pytest.mark.slow
+def test_quick_benchmark_writes_its_record(data_root, tmp_path):
+    """``python -m benchmarks.bench --quick --out FILE --json FILE`` from the repository root: every section."""
+    out, record = tmp_path / "bench.md", tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.bench", "--quick", "--repeats", "1", "--out", str(out),
+                           "--json", str(record)], capture_output=True, text=True, timeout=1800,
+                          cwd=bench.ROOT, env={**os.environ, "TF_ASSIGN2_DATA": str(data_root)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = out.read_text()
+    for section in ("## Summary: the speed goals and what was measured", "## LeNet5 training", "## RNN training",
+                    "## Data loading", "## Time to accuracy", "## Memory"):
+        assert section in text, section
+    results = json.loads(record.read_text())
+    assert set(results["lenet"]["50"]["cifar"]) >= {"tf1", "fit", "ours", "xla", "bound"}
+    assert set(results["time_to_accuracy"]) == {"cifar", "mnist"} and results["memory"]["peak_rss_mb"] > 0
