@@ -6,8 +6,9 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from tf_assign2 import cli, sweep
-from tf_assign2.config import Config, task_defaults, validate
+from tf_assign2 import cli
+from tf_assign2.config import Config, default_lr, task_defaults, validate
+from tf_assign2.experiments import sweep
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 SWEEPS = sorted((ROOT / "configs" / "sweeps").glob("*.yaml"))
@@ -69,3 +70,4 @@ def test_default_lr_is_the_starters_except_adam_on_the_rnns():
     assert resolved("mnist", optimizer="sgd") == 1e-3
     assert resolved("mnist", model="lenet5") == 1e-3
     assert resolved("mnist", lr=1e-3) == 1e-3
+    assert (default_lr("rnn", "adam"), default_lr("rnn", "momentum"), default_lr("lenet5", "adam")) == (2e-3, 1e-3, 1e-3)

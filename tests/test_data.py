@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from tf_assign2 import data
+from tf_assign2.data import sources
 from tf_assign2.errors import UsageError
 
 
@@ -220,6 +221,6 @@ def test_tfds_missing_gives_a_clear_error(tmp_path):
 
 
 def test_offline_with_nothing_found_fails_fast(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_online", lambda: False)
+    monkeypatch.setattr(sources, "_online", lambda: False)  # read_tfds looks it up in data.sources
     with pytest.raises(UsageError, match="no mnist data in .*data/MNIST, and no network"):
         data.read_tfds("mnist", data_dir=str(tmp_path / "tfds"))
