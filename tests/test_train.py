@@ -1,4 +1,5 @@
-"""The trainer on real data: loss falls, export matches, resume continues, divergence is caught."""
+"""The trainer on real data: loss falls, export matches, resume continues, divergence is caught;
+the plan (XLA, precision, cuDNN, steps per call) resolves as measured."""
 
 import csv
 import json
@@ -7,24 +8,38 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import backed_up_epochs, keep_trained_models
 
-from tf_assign2 import data, evaluate, models, runs, train
+from tf_assign2 import data
+from tf_assign2.analysis import evaluation
+from tf_assign2.training import plan as plans
+from tf_assign2.training.callbacks import read_history
+from tf_assign2.training.fused_adam import FusedAdam
+from tf_assign2.training.losses import starter_cross_entropy
+from tf_assign2.training.trainer import Trainer, recorded_plan
 
 
 def _setup(cfg):
-    keras.utils.set_random_seed(cfg.seed)
+    """The run's arrays, its Trainer and a fresh run folder holding config.json."""
     arrays, info = data.load_arrays(cfg)
-    model = models.build(cfg, info.image_shape, info.num_classes)
-    run_dir = runs.new_run_dir(cfg)
-    train.write_config(cfg, info, run_dir)
-    return arrays, info, model, run_dir
+    trainer = Trainer(cfg, arrays, info)
+    return arrays, info, trainer, trainer.new_run_dir()
 
 
+def _run(trainer, run_dir, **kwargs):
+    """``trainer.run``; returns the summary and the model it trained."""
+    with keep_trained_models() as built:
+        summary = trainer.run(run_dir, **kwargs)
+    ((_, model),) = built
+    return summary, model
+
+
+@pytest.mark.slow
 def test_short_training_lowers_the_loss(small_config):
     cfg = small_config(ntrain=10)
     arrays, info = data.load_arrays(cfg)
-    keras.utils.set_random_seed(0)
-    model = train.compile_model(models.build(cfg, info.image_shape, info.num_classes), cfg)
+    trainer = Trainer(cfg, arrays, info)
+    model = trainer.compile(trainer.build_model())  # seeded with cfg.seed (0)
     x, y = arrays.train_x[:50] / 255.0, arrays.train_y[:50]
     before = model.evaluate(x, y, verbose=0, return_dict=True)["loss"]
     model.fit(x, y, epochs=15, batch_size=50, verbose=0)
@@ -33,25 +48,26 @@ def test_short_training_lowers_the_loss(small_config):
 
 
 def test_run_writes_every_output_and_export_matches(small_config):
-    cfg = small_config(epochs=2)
-    arrays, info, model, run_dir = _setup(cfg)
-    summary = train.run(cfg, arrays, info, model, run_dir)
+    cfg = small_config(ntrain=10, epochs=2)  # 90 training images: one step per epoch
+    arrays, info, trainer, run_dir = _setup(cfg)
+    summary, model = _run(trainer, run_dir)
     assert summary["status"] == "completed" and summary["epochs_completed"] == 2
     for name in ("config.json", "history.csv", "curves.png", "summary.json", "model.keras", "saved_model/saved_model.pb"):
         assert (run_dir / name).exists(), name
     assert summary["images_per_sec"] > 0 and summary["parameters"] == 3_274_634
     config = json.loads((run_dir / "config.json").read_text())
     assert config["lr"] == 1e-3 and config["environment"]["tensorflow"] == tf.__version__
+    assert config["plan"] == json.loads(json.dumps(trainer.plan.to_dict())) and recorded_plan(run_dir) == trainer.plan
     columns = next(csv.reader((run_dir / "history.csv").open()))
     assert {"epoch", "loss", "accuracy", "val_accuracy", "test_accuracy", "rss_mb"} <= set(columns)
 
     # The SavedModel serves the in-memory model's probabilities, with no project code.
-    serve, input_shape, num_classes, _ = evaluate.load_serving_function(run_dir / "saved_model")
+    serve, input_shape, num_classes, _ = evaluation.load_serving_function(run_dir / "saved_model")
     assert input_shape == (28, 28, 1) and num_classes == 10
-    served = evaluate.predict(serve, arrays.test_x)
+    served = evaluation.predict(serve, arrays.test_x)
     in_memory = tf.nn.softmax(model.predict(arrays.test_x / 255.0, verbose=0)).numpy()
     assert np.abs(served - in_memory).max() <= 1e-6
-    result = evaluate.evaluate(serve, arrays.test_x, arrays.test_y, num_classes)
+    result = evaluation.evaluate(serve, arrays.test_x, arrays.test_y, num_classes)
     assert result["accuracy"] == summary["test_accuracy"]
     reloaded = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
     np.testing.assert_allclose(reloaded.predict(arrays.test_x / 255.0, verbose=0),
@@ -71,18 +87,19 @@ class InterruptAt(keras.callbacks.Callback):
 
 
 def test_interrupted_run_resumes_at_the_next_epoch(small_config):
-    cfg = small_config(epochs=3, test_curve=False)
-    arrays, info, model, run_dir = _setup(cfg)
-    summary = train.run(cfg, arrays, info, model, run_dir, extra_callbacks=[InterruptAt(2)])
+    cfg = small_config(ntrain=10, epochs=3, test_curve=False)
+    arrays, info, trainer, run_dir = _setup(cfg)
+    summary = trainer.run(run_dir, extra_callbacks=[InterruptAt(2)])
     assert summary["status"] == "interrupted" and summary["epochs_completed"] == 2
     assert not (run_dir / "saved_model").exists()
-    assert json.loads((run_dir / "backup/training_metadata.json").read_text())["epoch"] == 2
+    assert backed_up_epochs(run_dir / "backup") == 2
 
     keras.backend.clear_session()
-    model = models.build(cfg, info.image_shape, info.num_classes)
+    resumed = Trainer(cfg, arrays, info, plan=recorded_plan(run_dir))  # as --resume makes it
+    assert resumed.plan == trainer.plan
     seen = []
     record = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: seen.append(epoch))
-    summary = train.run(cfg, arrays, info, model, run_dir, resume=True, extra_callbacks=[record])
+    summary = resumed.run(run_dir, resume=True, extra_callbacks=[record])
     assert seen == [2]
     assert summary["status"] == "completed" and summary["epochs_completed"] == 3
     epochs = [row["epoch"] for row in csv.DictReader((run_dir / "history.csv").open())]
@@ -92,8 +109,8 @@ def test_interrupted_run_resumes_at_the_next_epoch(small_config):
 
 def test_divergence_is_recorded_not_raised(small_config):
     cfg = small_config(lr=10.0, ntrain=10, epochs=2, test_curve=False)
-    arrays, info, model, run_dir = _setup(cfg)
-    summary = train.run(cfg, arrays, info, model, run_dir)
+    arrays, info, trainer, run_dir = _setup(cfg)
+    summary = trainer.run(run_dir)
     assert summary["status"] == "diverged" and summary["test_accuracy"] is None
     assert "became" in summary["divergence"]
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "diverged"
@@ -103,7 +120,7 @@ def test_divergence_is_recorded_not_raised(small_config):
 def test_starter_cross_entropy_matches_the_stable_loss_until_underflow():
     logits = tf.constant([[2.0, 1.0, 0.1], [0.0, 200.0, 0.0]])
     labels = tf.constant([0, 0])
-    starter = train.starter_cross_entropy(labels, logits).numpy()
+    starter = starter_cross_entropy(labels, logits).numpy()
     stable = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True).numpy()
     assert starter[0] == pytest.approx(stable[0], rel=1e-6)
     assert np.isinf(starter[1]) and np.isfinite(stable[1])
@@ -115,48 +132,65 @@ def test_steps_follow_the_starter_counting(small_config):
     assert small_config(training_iters=1024, batch_size=128).total_steps() == 7
     assert small_config(training_iters=1025, batch_size=128).total_steps() == 8
     cfg = small_config(steps=7, batch_size=16, display_step=5, test_curve=False)
-    arrays, info, model, run_dir = _setup(cfg)
+    arrays, info, trainer, run_dir = _setup(cfg)
     counter = []
     count = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: counter.append(batch))
-    summary = train.run(cfg, arrays, info, model, run_dir, extra_callbacks=[count])
+    summary = trainer.run(run_dir, extra_callbacks=[count])
     assert summary["steps_per_execution"] == 1  # gcd keeps steps 5 and 7 visible
     assert len(counter) == 7 and summary["epochs_completed"] == 1
 
 
 def test_steps_per_execution_divides_the_epoch(small_config):
     # Keras runs whole executions; 16 per call on an 18-step epoch would train 32 steps.
-    assert train.resolve_steps_per_execution(small_config(steps_per_execution=16), 180) == 15
-    assert train.resolve_steps_per_execution(small_config(steps_per_execution=16), 18) == 9
-    assert train.resolve_steps_per_execution(small_config(steps_per_execution=16), 8) == 8
+    cfg = small_config(steps_per_execution=16)
+    for gpu in (False, True):  # asked for: the same on either device
+        assert plans.resolve_steps_per_execution(cfg, 180, gpu) == 15
+        assert plans.resolve_steps_per_execution(cfg, 18, gpu) == 9
+        assert plans.resolve_steps_per_execution(cfg, 8, gpu) == 8
+    # auto: 16 per call on a CPU, 32 on a GPU, each cut to a divisor of the epoch
+    assert (plans.CPU_STEPS_PER_EXECUTION, plans.GPU_STEPS_PER_EXECUTION) == (16, 32)
+    assert plans.resolve_steps_per_execution(small_config(), 180, gpu=False) == 15
+    assert plans.resolve_steps_per_execution(small_config(), 180, gpu=True) == 30
+    assert plans.resolve_steps_per_execution(small_config(strategy="mirrored"), 180, gpu=True) == 1
+
+
+@pytest.mark.slow
+def test_steps_per_execution_divides_the_epoch_in_a_run(small_config):
     cfg = small_config(epochs=2, batch_size=10, steps_per_execution=16, test_curve=False)
-    arrays, info, model, run_dir = _setup(cfg)
-    summary = train.run(cfg, arrays, info, model, run_dir)
+    arrays, info, trainer, run_dir = _setup(cfg)
+    summary, model = _run(trainer, run_dir)
     steps_per_epoch = data.steps_per_epoch(len(arrays.train_y), cfg.batch_size)
     assert summary["steps_per_execution"] == 9 and steps_per_epoch == 18
     assert int(model.optimizer.iterations) == 2 * steps_per_epoch
 
 
 def test_no_validation_split(small_config):
-    cfg = small_config(val_split=0, epochs=2)
-    arrays, info, model, run_dir = _setup(cfg)
-    summary = train.run(cfg, arrays, info, model, run_dir)
+    cfg = small_config(val_split=0, ntrain=10, epochs=2)  # 100 training images: two steps per epoch
+    arrays, info, trainer, run_dir = _setup(cfg)
+    summary = trainer.run(run_dir)
     assert summary["status"] == "completed" and summary["best_val_accuracy"] is None
-    history = train.read_history(run_dir / "history.csv")
+    history = read_history(run_dir / "history.csv")
     assert "val_accuracy" not in history and len(history["test_accuracy"]) == 2
 
 
 def test_learning_rate_schedules(small_config):
-    assert train.learning_rate(small_config(lr=0.01), 100) == 0.01
-    cosine = train.learning_rate(small_config(lr=0.01, schedule="cosine"), 100)
+    def trainer(**values):  # a run of 100 steps
+        cfg = small_config(ntrain=5, steps=100, **values)
+        return Trainer(cfg, *data.load_arrays(cfg))
+
+    assert trainer(lr=0.01).total_steps == 100
+    assert trainer(lr=0.01).learning_rate() == 0.01
+    cosine = trainer(lr=0.01, schedule="cosine").learning_rate()
     assert float(cosine(0)) == pytest.approx(0.01) and float(cosine(50)) == pytest.approx(0.005)
     assert float(cosine(100)) == pytest.approx(0.0, abs=1e-9)
 
 
+@pytest.mark.slow
 def test_fused_adam_takes_the_same_steps_as_keras_adam():
     rng = np.random.default_rng(0)
     x, y = rng.random((64, 8), dtype=np.float32), rng.integers(0, 3, 64)
     weights = []
-    for optimizer in (keras.optimizers.Adam(1e-2), train.FusedAdam(1e-2)):
+    for optimizer in (keras.optimizers.Adam(1e-2), FusedAdam(1e-2)):
         keras.utils.set_random_seed(0)
         inputs = keras.Input((8,))
         model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Dense(16, activation="relu")(inputs)))
@@ -175,27 +209,30 @@ def _initial_dense_kernel():
     return keras.Model(inputs, keras.layers.Dense(16)(inputs)).get_weights()[0]
 
 
-def test_jit_auto_follows_the_measured_policy(small_config, monkeypatch):
+def test_jit_auto_follows_the_measured_policy(small_config):
     """auto: XLA for LSTM/GRU on a CPU, LeNet5 and SimpleRNN without; on a GPU XLA except where cuDNN runs."""
     def jit(gpu, **values):
-        monkeypatch.setattr(train, "gpu_available", lambda: gpu)
-        return train.resolve_jit(small_config(**values))
+        return plans.resolve_jit(small_config(**values), gpu)
 
     assert [jit(False, model="rnn", cell=cell) for cell in ("lstm", "gru", "rnn")] == [True, True, False]
     assert not jit(False) and jit(True)  # LeNet5
     assert not jit(True, model="rnn", cell="lstm") and jit(True, model="rnn", cell="lstm", use_cudnn=False)
     assert not jit(False, model="rnn", cell="lstm", jit="off") and jit(False, jit="on")
-    monkeypatch.setattr(train, "gpu_available", lambda: False)
-    assert train.resolve_execution(small_config(model="rnn", cell="gru")).use_cudnn is False  # XLA: generic kernel
+    gru = small_config(model="rnn", cell="gru")
+    plan = plans.make_plan(gru, 10, gpu=False)
+    assert plan.jit and plan.use_cudnn is False  # XLA: the generic kernel
+    assert gru.use_cudnn == "auto"  # the settings are not rewritten: the choice is the plan's
+    assert plans.make_plan(gru, 10, gpu=True).use_cudnn == "auto"  # a GPU keeps cuDNN (and no XLA)
 
 
 def test_precision_auto_is_bfloat16_only_on_cpus_with_native_bfloat16(small_config, monkeypatch):
-    monkeypatch.setattr(train, "gpu_available", lambda: False)
     for native, expected in ((True, "bfloat16"), (False, "float32")):
-        monkeypatch.setattr(train, "native_bfloat16_cpu", lambda: native)
-        assert train.resolve_execution(small_config(precision="auto")).precision == expected
-    assert train.resolve_execution(small_config(precision="float32")).precision == "float32"
+        monkeypatch.setattr(plans, "native_bfloat16_cpu", lambda native=native: native)
+        assert plans.make_plan(small_config(precision="auto"), 10, gpu=False).precision == expected
+    assert plans.make_plan(small_config(precision="float32"), 10, gpu=False).precision == "float32"
     rnn = small_config(model="rnn", cell="lstm", dataset="mnist", data_dir=small_config().data_dir.replace("CIFAR10", "MNIST"))
-    assert train.resolve_execution(rnn).precision == "float32"  # native or not: recurrent state stays float32
-    train.setup_precision(small_config(precision="bfloat16"))
+    for native in (True, False):  # native or not: recurrent state stays float32
+        monkeypatch.setattr(plans, "native_bfloat16_cpu", lambda native=native: native)
+        assert plans.make_plan(rnn, 10, gpu=False).precision == "float32"
+    plans.set_precision(plans.make_plan(small_config(precision="bfloat16"), 10, gpu=False))
     assert keras.mixed_precision.global_policy().compute_dtype == "bfloat16"
