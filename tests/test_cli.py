@@ -1,11 +1,16 @@
-"""The command lines as a user runs them: a tiny end-to-end run, evaluate, configs, bad input."""
+"""The command lines as a user runs them: a tiny end-to-end run, evaluate, configs, bad input.
+
+In this process (``cli``: each entry module's ``main(argv)``, the function ``python -m`` runs),
+except the mirrored strategy, which must split the CPU before TensorFlow starts; the entry
+points as processes are smoke-tested at the end.
+"""
 
 import csv
 import json
 import shutil
 
 import pytest
-from conftest import run_cli
+from conftest import TINY_RUN_ARGS, copy_run, run_cli
 from PIL import Image
 
 
@@ -18,31 +23,31 @@ def _only_run(tmp_path):
     return run_dir
 
 
-def test_cifar_run_then_evaluate(tmp_path):
-    done = run_cli("tf_assign2.cifar", "--optimizer", "sgd", "--lr", "1e-2", *_tiny(tmp_path))
-    assert done.returncode == 0, done.stderr
-    assert "test accuracy" in done.stdout
-    run_dir = _only_run(tmp_path)
-    assert run_dir.name.startswith("cifar-sgd-lr0.01-")
-    summary = json.loads((run_dir / "summary.json").read_text())
+def test_cifar_run_then_evaluate(cifar_run, cli, tmp_path):
+    """``cifar_run`` is ``python -m tf_assign2.cifar --optimizer sgd --lr 0.01`` on 10/5 images per class."""
+    assert cifar_run.returncode == 0, cifar_run.stderr
+    assert "test accuracy" in cifar_run.stdout
+    assert cifar_run.run_dir.name.startswith("cifar-sgd-lr0.01-")
+    summary = json.loads((cifar_run.run_dir / "summary.json").read_text())
 
-    evaluated = run_cli("tf_assign2.evaluate", str(run_dir))
+    run_dir = copy_run(cifar_run.run_dir, tmp_path / "runs")  # evaluate writes eval-*/ into the run
+    evaluated = cli("tf_assign2.evaluate", run_dir)
     assert evaluated.returncode == 0, evaluated.stderr
     (eval_dir,) = run_dir.glob("eval-*")
     result = json.loads((eval_dir / "eval.json").read_text())
     assert result["accuracy"] == summary["test_accuracy"] == result["run_test_accuracy"]
     assert (eval_dir / "confusion_matrix.png").is_file()
-    assert sum(map(sum, result["confusion_matrix"])) == 30
+    assert sum(map(sum, result["confusion_matrix"])) == 50  # 5 test images of each of 10 classes
 
     # A second run never reuses the first run's directory.
-    again = run_cli("tf_assign2.cifar", "--optimizer", "sgd", "--lr", "1e-2", *_tiny(tmp_path))
+    again = cli("tf_assign2.cifar", *TINY_RUN_ARGS, "--runs-dir", tmp_path / "runs", "--no-visualize", "--no-export")
     assert again.returncode == 0 and len(list((tmp_path / "runs").iterdir())) == 2
 
 
-def test_config_file_with_flag_override(tmp_path):
+def test_config_file_with_flag_override(tmp_path, cli):
     config = tmp_path / "c.yaml"
     config.write_text("optimizer: momentum\nlr: 0.05\nmomentum: 0.5\nbatch_size: 25\n")
-    done = run_cli("tf_assign2.cifar", "--config", str(config), "--lr", "0.02", *_tiny(tmp_path))
+    done = cli("tf_assign2.cifar", "--config", config, "--lr", "0.02", *_tiny(tmp_path, "--no-visualize", "--no-export"))
     assert done.returncode == 0, done.stderr
     saved = json.loads((_only_run(tmp_path) / "config.json").read_text())
     assert (saved["optimizer"], saved["lr"], saved["momentum"], saved["batch_size"]) == ("momentum", 0.02, 0.5, 25)
@@ -53,6 +58,7 @@ def _assert_clean_error(done, tmp_path, *needles):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert "Traceback" not in done.stderr
+    assert lines[0].startswith("error: "), lines[0]
     for needle in needles:
         assert needle in lines[0], lines[0]
     runs_dir = tmp_path / "runs"
@@ -72,21 +78,22 @@ def _assert_clean_error(done, tmp_path, *needles):
         (("--model", "rnn", "--cell", "transformer"), ("--cell", "invalid choice")),
         (("--val-split", "1.5"), ("--val-split",)),
         (("--jit", "maybe"), ("--jit",)),
-        (("--augment-shift", "9"), ("--augment-shift 9", "from 0 to 7")),
+        # argparse checks it now, in its words: "argument --augment-shift: expected ... from 0 to 7, got 9"
+        (("--augment-shift", "9"), ("--augment-shift", "from 0 to 7", "got 9")),
     ],
     ids=["optimizer", "lr-zero", "lr-negative", "epochs", "batch-type", "missing-dir", "units", "cell", "val-split",
          "jit", "augment-shift"],
 )
-def test_bad_flags(tmp_path, args, needles):
-    _assert_clean_error(run_cli("tf_assign2.cifar", *_tiny(tmp_path), *args), tmp_path, *needles)
+def test_bad_flags(tmp_path, cli, args, needles):
+    _assert_clean_error(cli("tf_assign2.cifar", *_tiny(tmp_path), *args), tmp_path, *needles)
 
 
-def _broken_layout(data_root, tmp_path, breakage):
+def _broken_layout(data_root, tmp_path, breakage, per_class=3):
     root = tmp_path / "data"
     for split in ("Train", "Test"):
         for c in range(2):
             (root / split / str(c)).mkdir(parents=True)
-            for i in range(3):
+            for i in range(per_class):
                 shutil.copy(data_root / "CIFAR10" / split / str(c) / f"Image{i:05d}.png", root / split / str(c))
     breakage(root)
     return root
@@ -105,40 +112,43 @@ def _broken_layout(data_root, tmp_path, breakage):
     ],
     ids=["empty-class", "corrupt-png", "wrong-size", "unreadable", "class-names", "no-train"],
 )
-def test_bad_data(data_root, tmp_path, breakage, needles):
+def test_bad_data(data_root, tmp_path, cli, breakage, needles):
     root = _broken_layout(data_root, tmp_path, breakage)
-    done = run_cli("tf_assign2.cifar", "--epochs", "1", "--data-dir", str(root), "--runs-dir", str(tmp_path / "runs"))
+    done = cli("tf_assign2.cifar", "--epochs", "1", "--data-dir", root, "--runs-dir", tmp_path / "runs")
     _assert_clean_error(done, tmp_path, *needles)
 
 
-def test_bad_config_file(tmp_path):
+def test_bad_config_file(tmp_path, cli):
     config = tmp_path / "typo.yaml"
     config.write_text("optimiser: adam\n")
-    _assert_clean_error(run_cli("tf_assign2.cifar", "--config", str(config), *_tiny(tmp_path)), tmp_path,
+    _assert_clean_error(cli("tf_assign2.cifar", "--config", config, *_tiny(tmp_path)), tmp_path,
                         "typo.yaml", "unknown key 'optimiser'")
     config.write_text("epochs: ten\n")
-    _assert_clean_error(run_cli("tf_assign2.cifar", "--config", str(config), *_tiny(tmp_path)), tmp_path,
+    _assert_clean_error(cli("tf_assign2.cifar", "--config", config, *_tiny(tmp_path)), tmp_path,
                         "typo.yaml", "epochs")
 
 
-def test_evaluate_on_a_folder_that_is_not_a_model(tmp_path):
-    _assert_clean_error(run_cli("tf_assign2.evaluate", str(tmp_path)), tmp_path, "not a run directory or a SavedModel")
+def test_evaluate_on_a_folder_that_is_not_a_model(tmp_path, cli):
+    _assert_clean_error(cli("tf_assign2.evaluate", tmp_path), tmp_path, "not a run directory or a SavedModel")
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    """A process of its own: the CPU is split into two logical devices before TensorFlow initialises."""
     done = run_cli("tf_assign2.cifar", "--ntrain", "30", "--ntest", "5", "--epochs", "3", "--no-test-curve",
                    "--strategy", "mirrored", "--devices", "CPU:0,CPU:1", "--runs-dir", str(tmp_path / "runs"))
     assert done.returncode == 0, done.stderr
     run_dir = _only_run(tmp_path)
     config = json.loads((run_dir / "config.json").read_text())
     assert config["strategy"] == "mirrored" and config["devices"] == ["CPU:0", "CPU:1"]
+    assert config["plan"]["strategy"] == "mirrored" and config["plan"]["steps_per_execution"] == 1
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["steps_per_execution"] == 1
     losses = [float(row["loss"]) for row in csv.DictReader((run_dir / "history.csv").open())]
     assert len(losses) == 3 and losses[-1] < losses[0]  # the replicas' averaged gradients do train
 
 
-def test_idx_with_a_wrong_magic_number(data_root, tmp_path):
+def test_idx_with_a_wrong_magic_number(data_root, tmp_path, cli):
     from test_data import write_idx_folder
 
     from tf_assign2 import data
@@ -146,31 +156,49 @@ def test_idx_with_a_wrong_magic_number(data_root, tmp_path):
     folder = write_idx_folder(tmp_path / "idx", *data.read_png_layout(data_root / "MNIST", ntrain=2, ntest=1))
     labels = folder / "t10k-labels-idx1-ubyte.gz"
     labels.write_bytes((folder / "t10k-images-idx3-ubyte.gz").read_bytes())
-    done = run_cli("tf_assign2.mnist", "--data-dir", str(folder), "--epochs", "1", "--runs-dir", str(tmp_path / "runs"))
+    done = cli("tf_assign2.mnist", "--data-dir", folder, "--epochs", "1", "--runs-dir", tmp_path / "runs")
     _assert_clean_error(done, tmp_path, "t10k-labels-idx1-ubyte.gz", "magic number is 2051, expected 2049")
 
 
-def test_runs_dir_that_cannot_be_created(tmp_path):
+def test_runs_dir_that_cannot_be_created(tmp_path, cli):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    done = run_cli("tf_assign2.cifar", "--ntrain", "5", "--ntest", "2", "--runs-dir", str(blocker / "runs"))
+    done = cli("tf_assign2.cifar", "--ntrain", "5", "--ntest", "2", "--runs-dir", blocker / "runs")
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
     assert "--runs-dir" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_evaluate_rejects_data_the_model_does_not_fit(data_root, tmp_path):
-    trained = run_cli("tf_assign2.cifar", *_tiny(tmp_path))
-    assert trained.returncode == 0, trained.stderr
-    run_dir = _only_run(tmp_path)
-    three = _broken_layout(data_root, tmp_path, lambda r: None)  # a 2-class layout
-    done = run_cli("tf_assign2.evaluate", str(run_dir), "--data-dir", str(three))
+def test_evaluate_rejects_data_the_model_does_not_fit(cifar_run, data_root, tmp_path, cli):
+    run_dir = cifar_run.run_dir  # evaluate stops before writing anything: the shared run is only read
+    three = _broken_layout(data_root, tmp_path, lambda r: None, per_class=5)  # a 2-class layout (the run reads 5 per class)
+    done = cli("tf_assign2.evaluate", run_dir, "--data-dir", three)
     assert done.returncode == 2 and "model has 10 classes, the data has 2" in done.stderr
     big = tmp_path / "big"
     for split in ("Train", "Test"):
         for c in range(10):
             (big / split / str(c)).mkdir(parents=True)
-            for i in range(3):
+            for i in range(5):
                 Image.new("L", (32, 32)).save(big / split / str(c) / f"Image{i:05d}.png")
-    done = run_cli("tf_assign2.evaluate", str(run_dir / "saved_model"), "--data-dir", str(big))
+    done = cli("tf_assign2.evaluate", run_dir / "saved_model", "--data-dir", big)
     assert done.returncode == 2 and "expects images of shape (28, 28, 1), the data has (32, 32, 1)" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+    assert not list(run_dir.glob("eval-*"))
+
+
+# --------------------------------------------------------------------------- the entry points as processes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", ["tf_assign2.cifar", "tf_assign2.mnist", "tf_assign2.evaluate", "tf_assign2.tune",
+                                    "tf_assign2.sweep", "tf_assign2.report", "tf_assign2.visualize"])
+def test_every_entry_point_answers_help_as_a_process(module):
+    done = run_cli(module, "--help", timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"usage: python -m {module}" in done.stdout
+
+
+@pytest.mark.slow
+def test_a_usage_error_as_a_process_is_one_line_and_exit_2(tmp_path):
+    """The exit code and the one stderr line are what a shell sees (the in-process tests see main's)."""
+    done = run_cli("tf_assign2.cifar", *_tiny(tmp_path), "--lr", "0", timeout=60)
+    _assert_clean_error(done, tmp_path, "--lr", "> 0")

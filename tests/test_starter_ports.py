@@ -38,6 +38,7 @@ def test_ports_are_standalone():
         assert not re.search(r"^\s*(import|from)\s+tf_assign2", text, re.M), script
 
 
+@pytest.mark.slow
 def test_cifar_port_runs_and_matches_lenet5(data_root, tmp_path):
     from tf_assign2 import models
 
@@ -62,6 +63,7 @@ def test_cifar_port_runs_and_matches_lenet5(data_root, tmp_path):
     assert sum(int(np.prod(s)) for s in shapes.values()) == model.count_params() == 3_274_634
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell,units", [("lstm", 16), ("rnn", 8), ("gru", 12)])
 def test_mnist_port_runs_and_matches_rnn_classifier(data_root, tmp_path, cell, units):
     from tf_assign2 import models
