@@ -5,7 +5,11 @@ recipe (``training.trainer.Trainer``) needs to train, stop and resume correctly.
 """
 
 import csv
+import hashlib
+import json
 import math
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -13,6 +17,7 @@ import keras
 import numpy as np
 
 from tf_assign2 import runs
+from tf_assign2.errors import UsageError
 
 
 class StarterProgress(keras.callbacks.Callback):
@@ -82,37 +87,99 @@ class DivergenceStop(keras.callbacks.Callback):
         self._check(logs, ("val_loss", "val_starter_loss"))
 
 
-class RandomStateBackup(keras.callbacks.Callback):
-    """Backs up the dropout seed-generator states beside BackupAndRestore's weights.
+class EpochBackup(keras.callbacks.Callback):
+    """After every epoch, the whole training state in ``backup_dir/epoch-NNNN/``, written atomically.
 
-    BackupAndRestore saves weights and optimizer state but not the random generators'
-    states (``model.variables`` minus ``model.weights``), so a resumed run would draw other
-    dropout masks. Saved with the epoch they belong to and restored only when that epoch is
-    the one BackupAndRestore resumes from, so a SIGKILL between the two writes is harmless.
-    Must come before BackupAndRestore in the callback list.
+    What a resumed run needs to continue exactly: weights with the optimizer's state
+    (``model.weights.h5``) and the random generators' states (dropout masks; they are not among
+    the weights, ``random_state.json``). Each epoch is written into a temporary folder, its files'
+    SHA-256 recorded in ``state.json`` last, and the folder renamed into place: a kill or a failed
+    write at any moment leaves either the complete epoch or no epoch, never half a file under a
+    final name. The newest two epochs are kept, so a backup damaged later still has a fallback.
+
+    ``restore_epoch`` (from ``latest_intact``) is the epoch to load in ``on_train_begin``; the
+    caller starts its pipeline and history there too, so all of them agree on one epoch.
     """
 
-    def __init__(self, backup_dir):
-        super().__init__()
-        self.path = Path(backup_dir) / "random_state.json"
+    KEEP = 2
 
-    def _states(self):
+    def __init__(self, backup_dir, restore_epoch=0):
+        super().__init__()
+        self.backup_dir, self.restore_epoch = Path(backup_dir), restore_epoch
+
+    def _random_states(self):
         weights = {v.path for v in self.model.weights}
         return [v for v in self.model.variables if v.path not in weights]
 
     def on_train_begin(self, logs=None):
-        resumed_epoch = completed_epochs(self.path.parent)
-        if resumed_epoch and self.path.is_file():
-            saved = runs.read_json(self.path)
-            if saved["epoch"] == resumed_epoch:
-                for variable in self._states():
-                    if variable.path in saved["states"]:
-                        variable.assign(np.asarray(saved["states"][variable.path], dtype=variable.dtype))
+        if not self.restore_epoch:
+            return
+        folder = epoch_folder(self.backup_dir, self.restore_epoch)
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)  # its variables must exist to be loaded
+        self.model.load_weights(folder / WEIGHTS)
+        # Matched by position: the same network has its generators in the same order, while their
+        # paths carry a per-process counter (seed_generator_1 in a process that built a model before).
+        saved = runs.read_json(folder / RANDOM_STATE)["states"]
+        variables = self._random_states()
+        if len(saved) != len(variables):
+            raise UsageError(f"{folder}: backup holds {len(saved)} random states, the model has {len(variables)}")
+        for variable, (_, values) in zip(variables, saved):
+            variable.assign(np.asarray(values, dtype=variable.dtype))
 
     def on_epoch_end(self, epoch, logs=None):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        states = {v.path: v.numpy().tolist() for v in self._states()}
-        runs.write_json(self.path, {"epoch": epoch + 1, "states": states})
+        done = epoch + 1
+        self.backup_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.backup_dir / f".epoch-{done:04d}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        self.model.save_weights(tmp / WEIGHTS)
+        states = [[v.path, v.numpy().tolist()] for v in self._random_states()]
+        runs.write_json(tmp / RANDOM_STATE, {"epoch": done, "states": states})
+        runs.write_json(tmp / STATE, {"epoch": done, "sha256": {n: _sha256(tmp / n) for n in (WEIGHTS, RANDOM_STATE)}})
+        final = epoch_folder(self.backup_dir, done)
+        shutil.rmtree(final, ignore_errors=True)  # a damaged copy of this epoch from before a resume
+        os.replace(tmp, final)
+        for old in backup_epochs(self.backup_dir)[: -self.KEEP]:
+            shutil.rmtree(epoch_folder(self.backup_dir, old), ignore_errors=True)
+
+
+WEIGHTS, RANDOM_STATE, STATE = "model.weights.h5", "random_state.json", "state.json"
+
+
+def epoch_folder(backup_dir, epoch):
+    return Path(backup_dir) / f"epoch-{epoch:04d}"
+
+
+def backup_epochs(backup_dir):
+    """The epochs backed up in ``backup_dir``, oldest first (intact or not)."""
+    backup_dir = Path(backup_dir)
+    if not backup_dir.is_dir():
+        return []
+    names = (p.name for p in backup_dir.iterdir() if p.is_dir())
+    return sorted(int(n[6:]) for n in names if n.startswith("epoch-") and n[6:].isdigit())
+
+
+def latest_intact(backup_dir):
+    """The newest backed-up epoch whose files are complete and match their recorded SHA-256; 0 if none."""
+    for epoch in reversed(backup_epochs(backup_dir)):
+        folder = epoch_folder(backup_dir, epoch)
+        try:
+            state = json.loads((folder / STATE).read_text())
+            intact = state["epoch"] == epoch and all(_sha256(folder / n) == h for n, h in state["sha256"].items())
+        except (OSError, ValueError, KeyError, TypeError):
+            intact = False
+        if intact:
+            return epoch
+    return 0
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class StopAfterSteps(keras.callbacks.Callback):
@@ -201,14 +268,6 @@ def logits_metrics(logits, labels):
     loss = float(-log_probs[np.arange(len(labels)), labels].mean())
     acc = float((logits.argmax(axis=1) == labels).mean())
     return loss, acc
-
-
-def completed_epochs(backup_dir):
-    """Epochs that BackupAndRestore's backup in ``backup_dir`` holds (0 if none)."""
-    meta = Path(backup_dir) / "training_metadata.json"
-    if meta.is_file():
-        return int(runs.read_json(meta).get("epoch", 0))
-    return 0
 
 
 def read_history(path):

@@ -7,6 +7,8 @@ It is exported from a portable twin of the model: layers with cuDNN kernels rebu
 path still loads and runs on a CPU-only machine (cuDNN ops in a graph do not).
 """
 
+import os
+import shutil
 from pathlib import Path
 
 import keras
@@ -30,8 +32,18 @@ def portable_twin(model, config, info):
 
 
 def save_all(model, config, info, run_dir):
-    """Write ``model.keras`` (the logits model, for further training) and ``saved_model/``."""
+    """Write ``model.keras`` (the logits model, for further training) and ``saved_model/``.
+
+    Each is written under a temporary name and renamed into place, so an interrupted export never
+    leaves a truncated model under the final name (``--resume`` then simply exports again).
+    """
     run_dir = Path(run_dir)
-    model.save(run_dir / "model.keras")
+    tmp_keras = run_dir / ".model.tmp.keras"  # Keras wants the .keras suffix
+    model.save(tmp_keras)
+    os.replace(tmp_keras, run_dir / "model.keras")
     served = probability_model(portable_twin(model, config, info))
-    served.export(str(run_dir / "saved_model"), format="tf_saved_model", verbose=False)
+    tmp_saved = run_dir / ".saved_model.tmp"
+    shutil.rmtree(tmp_saved, ignore_errors=True)
+    served.export(str(tmp_saved), format="tf_saved_model", verbose=False)
+    shutil.rmtree(run_dir / "saved_model", ignore_errors=True)
+    os.replace(tmp_saved, run_dir / "saved_model")

@@ -16,6 +16,7 @@ import dataclasses
 import math
 import os
 import platform
+import shutil
 import time
 from pathlib import Path
 
@@ -62,6 +63,8 @@ class Trainer:
     def build_model(self, use_cudnn=None):
         """The registry's model for the settings, seeded, at the plan's precision, in the strategy's scope."""
         keras.utils.set_random_seed(self.config.seed)  # the same initial weights for the same seed
+        if self.config.deterministic:  # process-wide, as TensorFlow has it
+            tf.config.experimental.enable_op_determinism()
         set_precision(self.plan)
         with self.strategy.scope():
             return models.build(self.config, self.info.image_shape, self.info.num_classes,
@@ -146,8 +149,10 @@ class Trainer:
         ``extra_callbacks`` come after the run's own (the visualisation callback of
         ``analysis.visualization.for_run``, which the callers add where ``config.visualize``).
 
-        status: "completed", "diverged" (NaN/Inf loss or weights) or "interrupted" (Ctrl-C; what
-        was done is written, the backup kept for --resume).
+        status: "completed", "diverged" (NaN/Inf loss or weights) or "interrupted" (Ctrl-C or SIGTERM
+        during training; what was done is written, the backup kept for --resume). The phases after
+        training (test metrics, export, summary.json) resume too: a run stopped there keeps its
+        backup of the last epoch, and ``--resume`` loads it and finishes them without retraining.
         """
         with runs.owned(run_dir, "run folder"):
             return self._run(Path(run_dir), resume, extra_callbacks)
@@ -155,17 +160,18 @@ class Trainer:
     def _run(self, run_dir, resume, extra_callbacks):
         config = self.config
         backup_dir, history_csv = run_dir / "backup", run_dir / "history.csv"
-        start_epoch = loop.completed_epochs(backup_dir) if resume else 0
+        # Resume from the newest intact backup; the history, the pipeline and the weights all start there.
+        start_epoch = loop.latest_intact(backup_dir) if resume else 0
         if resume:
             loop.truncate_history(history_csv, start_epoch)
         model = self.compile(self.build_model())
         throughput = loop.Throughput(len(self.arrays.train_y))
-        callbacks = self.run_callbacks(model, run_dir, throughput, resume) + list(extra_callbacks)
+        callbacks = self.run_callbacks(run_dir, throughput, resume, start_epoch) + list(extra_callbacks)
 
         status, result = "completed", None
         started = time.perf_counter()
         try:
-            result = self.fit(model, callbacks=callbacks)
+            result = self.fit(model, initial_epoch=start_epoch, callbacks=callbacks)
         except KeyboardInterrupt:
             status = "interrupted"
         train_seconds = time.perf_counter() - started
@@ -201,9 +207,11 @@ class Trainer:
         if history:
             figures.plot_curves(history, run_dir / "curves.png", title=run_dir.name)
         runs.write_json(run_dir / "summary.json", summary)
+        if status != "interrupted":  # the run is final: its backup has served (kept until summary.json is written)
+            shutil.rmtree(backup_dir, ignore_errors=True)
         return summary
 
-    def run_callbacks(self, model, run_dir, throughput, resume):
+    def run_callbacks(self, run_dir, throughput, resume, start_epoch=0):
         """The callbacks of a whole run, in the order they must run (see each class)."""
         config, backup_dir = self.config, run_dir / "backup"
         callbacks = []
@@ -212,8 +220,7 @@ class Trainer:
                                             self.arrays.test_y))
         callbacks += [
             throughput,
-            loop.RandomStateBackup(backup_dir),  # before BackupAndRestore
-            keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True),
+            loop.EpochBackup(backup_dir, restore_epoch=start_epoch),
             keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resume),
             keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), histogram_freq=0),
         ]

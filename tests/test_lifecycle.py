@@ -1,0 +1,139 @@
+"""A run's lifecycle under faults: stopped mid-epoch, during a backup write or during export, or resumed
+over a damaged backup, it resumes from the newest intact epoch and ends exactly where an
+uninterrupted deterministic run ends. And a run folder has one owner."""
+
+import csv
+import json
+
+import keras
+import pytest
+
+from tf_assign2 import config as settings
+from tf_assign2 import data, runs
+from tf_assign2.errors import UsageError
+from tf_assign2.training import callbacks as loop
+from tf_assign2.training import export
+from tf_assign2.training.trainer import Trainer, recorded_plan
+
+EPOCHS = 4
+pytestmark = pytest.mark.slow  # each case trains a few short runs for real
+
+
+@pytest.fixture(scope="module")
+def setup(data_root, tmp_path_factory):
+    root = tmp_path_factory.mktemp("lifecycle")
+    cfg = settings.build("cifar", {"data_dir": str(data_root / "CIFAR10"), "ntrain": 20, "ntest": 5,
+                                   "epochs": EPOCHS, "deterministic": True, "visualize": False,
+                                   "runs_dir": str(root / "runs")})
+    keras.config.disable_interactive_logging()
+    arrays, info = data.load_arrays(cfg)
+    reference = Trainer(cfg, arrays, info)
+    summary = reference.run(reference.new_run_dir())
+    return cfg, arrays, info, summary
+
+
+def _history(run_dir):
+    """history.csv without the wall-clock columns (a measurement, not a result)."""
+    with open(f"{run_dir}/history.csv") as f:
+        rows = list(csv.DictReader(f))
+    return [{k: v for k, v in r.items() if k not in ("rss_mb", "epoch_seconds")} for r in rows]
+
+
+def _resume(cfg, arrays, info, run_dir):
+    recorded = settings.from_dict(json.loads((run_dir / "config.json").read_text()))
+    return Trainer(recorded, arrays, info, plan=recorded_plan(run_dir)).run(run_dir, resume=True)
+
+
+class StopAt(keras.callbacks.Callback):
+    """Ctrl-C (KeyboardInterrupt) at the end of the first execution of ``epoch`` (1-based)."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch + 1
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.current == self.epoch:
+            raise KeyboardInterrupt
+
+
+def _assert_equal_to_reference(setup, summary, run_dir):
+    cfg, _, _, reference = setup
+    assert summary["status"] == "completed"
+    for key in ("test_accuracy", "test_loss", "final_train_loss", "final_val_accuracy"):
+        assert summary[key] == reference[key], key
+    assert summary["epochs_completed"] == EPOCHS == len(_history(run_dir))
+    assert _history(run_dir) == _history(reference["run_dir"])
+    assert (run_dir / "saved_model" / "saved_model.pb").is_file() and (run_dir / "model.keras").is_file()
+    assert not (run_dir / "backup").exists()  # a finished run keeps no backup
+
+
+def test_stopped_mid_epoch_resumes_from_the_last_completed_epoch(setup):
+    cfg, arrays, info, _ = setup
+    trainer = Trainer(cfg, arrays, info)
+    run_dir = trainer.new_run_dir()
+    stopped = trainer.run(run_dir, extra_callbacks=[StopAt(3)])
+    assert stopped["status"] == "interrupted" and loop.latest_intact(run_dir / "backup") == 2
+    _assert_equal_to_reference(setup, _resume(cfg, arrays, info, run_dir), run_dir)
+
+
+def test_stopped_while_writing_a_backup_resumes_from_the_one_before(setup, monkeypatch):
+    cfg, arrays, info, _ = setup
+    trainer = Trainer(cfg, arrays, info)
+    run_dir = trainer.new_run_dir()
+    write_json = runs.write_json
+
+    def dies_writing_epoch_3(path, obj):  # the weights of epoch 3 are written, its state.json is not
+        if path.name == loop.STATE and obj["epoch"] == 3:
+            raise KeyboardInterrupt
+        write_json(path, obj)
+
+    monkeypatch.setattr(runs, "write_json", dies_writing_epoch_3)
+    assert trainer.run(run_dir)["status"] == "interrupted"
+    monkeypatch.setattr(runs, "write_json", write_json)
+    assert loop.backup_epochs(run_dir / "backup") == [1, 2]  # the half-written epoch is not under a final name
+    assert len(_history(run_dir)) == 2  # the history is written after the backup: it agrees
+    _assert_equal_to_reference(setup, _resume(cfg, arrays, info, run_dir), run_dir)
+
+
+def test_stopped_during_export_finishes_the_export_without_retraining(setup, monkeypatch):
+    cfg, arrays, info, _ = setup
+    trainer = Trainer(cfg, arrays, info)
+    run_dir = trainer.new_run_dir()
+
+    def dies_half_way(model, config, info, run_dir):
+        (run_dir / ".model.tmp.keras").write_bytes(b"half a model")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export, "save_all", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run(run_dir)
+    monkeypatch.undo()
+    assert not (run_dir / "summary.json").exists() and not (run_dir / "model.keras").exists()
+    assert loop.latest_intact(run_dir / "backup") == EPOCHS
+    trained = _history(run_dir)
+    _assert_equal_to_reference(setup, _resume(cfg, arrays, info, run_dir), run_dir)
+    assert _history(run_dir) == trained  # no epoch was trained again
+
+
+def test_a_damaged_newest_backup_falls_back_to_the_previous_epoch(setup):
+    cfg, arrays, info, _ = setup
+    trainer = Trainer(cfg, arrays, info)
+    run_dir = trainer.new_run_dir()
+    assert trainer.run(run_dir, extra_callbacks=[StopAt(4)])["status"] == "interrupted"
+    weights = loop.epoch_folder(run_dir / "backup", 3) / loop.WEIGHTS
+    weights.write_bytes(weights.read_bytes()[:1000])  # truncated, as by a full disk
+    assert loop.latest_intact(run_dir / "backup") == 2
+    summary = _resume(cfg, arrays, info, run_dir)
+    _assert_equal_to_reference(setup, summary, run_dir)  # history.csv agrees: no epoch twice
+
+
+def test_a_run_folder_has_one_owner(setup):
+    cfg, arrays, info, _ = setup
+    trainer = Trainer(cfg, arrays, info)
+    run_dir = trainer.new_run_dir()
+    with runs.owned(run_dir, "run folder"), pytest.raises(UsageError, match=r"in use by process \d+ on "):
+        trainer.run(run_dir)
+    assert not (run_dir / "summary.json").exists()
