@@ -232,8 +232,15 @@ def check_value(name, value, where=None):
 
 def _text(value):
     if isinstance(value, (list, tuple)):
-        return ",".join(map(str, value))
-    return str(value)
+        return ",".join(map(_text, value))
+    text = str(value)
+    return text if text.isprintable() and len(text) <= 80 else repr(text[:80])
+
+
+def _quoted(key):
+    """A key in quotes, printable and on one line whatever it holds."""
+    text = str(key)
+    return f"'{text}'" if text.isprintable() and len(text) <= 80 else repr(text[:80])
 
 
 def _problem(name, rule, value):
@@ -321,7 +328,7 @@ def file_values(values, where):
         if name not in SETTINGS:
             close = difflib.get_close_matches(name, list(SETTINGS), n=1, cutoff=0.75)
             hint = f"did you mean {close[0]}?" if close else f"expected one of {', '.join(sorted(SETTINGS))}"
-            raise UsageError(f"{where}: unknown key '{key}' ({hint})")
+            raise UsageError(f"{where}: unknown key {_quoted(key)} ({hint})")
         value = _from_text(SETTINGS[name], value)
         checked[name] = check_value(name, value, f"{where}: {key}:")
     return checked

@@ -211,7 +211,7 @@ def run_cli(main):
     try:
         code = main()
     except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print("error: " + " ".join(str(e).splitlines()), file=sys.stderr)  # one line, whatever a file name holds
         return 2
     except OSError as e:  # disk full, read-only folder, a name too long: the file and the reason, in one line
         print(f"error: {e.filename or 'a file'}: {e.strerror or e}", file=sys.stderr)
