@@ -144,7 +144,19 @@ def resolve_config(task, args, parser=None):
 
 def check_data_location(config):
     """Fail on a missing or malformed data folder now, before TensorFlow takes seconds to start."""
-    resolve_location(config.dataset, config.data_dir, config.source)
+    return resolve_location(config.dataset, config.data_dir, config.source)
+
+
+def load_data(config):
+    """The run's arrays, read before TensorFlow starts when they are local files (PNG, idx): every
+    data error - a bad file, bad labels, a huge PNG header - then comes within a second.
+    tensorflow-datasets needs TensorFlow, so it is started first for that source."""
+    source, _ = check_data_location(config)
+    if source == "tfds":
+        start_tensorflow(config.seed, config.deterministic, config.devices)
+    from tf_assign2 import data
+
+    return data.load_arrays(config)
 
 
 # --------------------------------------------------------------------------- TF start-up

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from tf_assign2 import config as settings
 from tf_assign2 import runs
-from tf_assign2.cli import check_data_location, resolve_config, run_cli, start_tensorflow, training_parser
+from tf_assign2.cli import load_data, resolve_config, run_cli, start_tensorflow, training_parser
 from tf_assign2.errors import UsageError
 
 
@@ -23,14 +23,12 @@ def train(task, argv=None):
     parser = training_parser(task)
     args = parser.parse_args(argv)
     cfg = _resume_config(args.resume) if args.resume else resolve_config(task, args)
-    check_data_location(cfg)
+    arrays, info = load_data(cfg)
     start_tensorflow(cfg.seed, cfg.deterministic, cfg.devices)
 
-    from tf_assign2 import data
     from tf_assign2.analysis import visualization
     from tf_assign2.training.trainer import Trainer, recorded_plan
 
-    arrays, info = data.load_arrays(cfg)
     if args.resume:
         run_dir = Path(args.resume)
         trainer = Trainer(cfg, arrays, info, plan=recorded_plan(run_dir))
