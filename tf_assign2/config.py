@@ -154,6 +154,9 @@ class Config:
     visualize: bool = setting(True, "filter figures, activation statistics and TensorBoard summaries",
                               group="outputs", flag="--no-visualize", tune=True)
     export: bool = setting(True, "SavedModel and model.keras at the end", group="outputs", flag="--no-export")
+    quiet: bool = setting(False, "no per-epoch output: only the result (and errors)", group="outputs")
+    verbose: bool = setting(False, "Keras' full per-epoch line with every metric (bookkeeping ones too)",
+                            group="outputs")
 
     def total_steps(self):
         """Training steps when the starter's counting is asked for, else None (use epochs).
@@ -173,6 +176,12 @@ DEFAULTS = {f.name: f.default for f in dataclasses.fields(Config)}
 TUNE_FLAGS = tuple(name for name, s in SETTINGS.items() if s.tune)
 _TABLE_ORDER = ("model", "training", "data", "execution", "outputs")
 COLUMNS = tuple(sorted((n for n, s in SETTINGS.items() if s.column), key=lambda n: _TABLE_ORDER.index(SETTINGS[n].group)))
+
+
+def ignored_by_model(model, name):
+    """True for a model setting the model does not read (``units`` of LeNet5): left blank in tables."""
+    return SETTINGS[name].group == "model" and name != "model" and model in MODELS \
+        and name not in MODELS[model].settings
 
 
 def flag_name(name):
@@ -290,6 +299,8 @@ def validate(config):
     values = {name: check_value(name, getattr(config, name)) for name in SETTINGS}
     if values["steps"] is not None and values["training_iters"] is not None:
         raise UsageError("--steps and --training-iters both given: use one")
+    if values["quiet"] and values["verbose"]:
+        raise UsageError("--quiet and --verbose both given: use one")
     if values["devices"] is not None and values["strategy"] != "mirrored":
         raise UsageError("--devices is for --strategy mirrored; add it, or drop --devices")
     if values["lr"] is None:

@@ -334,22 +334,26 @@ class Visualization(keras.callbacks.Callback):
         out_dir: the run directory; figures and JSON are written there.
         test_images: the test images (uint8 (N, H, W, C) as loaded, or floats in [0, 1]).
         every: write a filter grid every this many epochs (and always after the last one).
-        histogram_freq: TensorBoard histograms every this many epochs (0: scalars only).
+        histogram_freq: TensorBoard histograms every this many epochs and after the last one
+            (0: scalars only).
         shared_scale: draw filters on one symmetric scale (grey = 0) instead of each on its own.
-        max_images: at most this many test images, spread over the set, for the statistics.
+        max_images: at most this many test images, spread over the set, for the final statistics.
+        epoch_images: at most this many of those for the statistics after each epoch: a fixed
+            sample, so the per-epoch cost stays the same whatever the size of the test set.
         batch_size: images per forward pass.
         log_dir: TensorBoard folder (default ``out_dir/tensorboard/visualization``).
         verbose: print the statistics, one line per layer, at the end of training.
     """
 
-    def __init__(self, out_dir, test_images, every=1, histogram_freq=1, shared_scale=False,
-                 max_images=2000, batch_size=256, log_dir=None, verbose=True):
+    def __init__(self, out_dir, test_images, every=1, histogram_freq=5, shared_scale=False,
+                 max_images=2000, epoch_images=256, batch_size=256, log_dir=None, verbose=True):
         super().__init__()
         self._settings = dict(out_dir=out_dir, test_images=test_images, every=every,
                               histogram_freq=histogram_freq, shared_scale=shared_scale, max_images=max_images,
-                              batch_size=batch_size, log_dir=log_dir, verbose=verbose)
+                              epoch_images=epoch_images, batch_size=batch_size, log_dir=log_dir, verbose=verbose)
         self.out_dir = Path(out_dir)
         self.images = np.asarray(test_images)[spread_indices(len(test_images), max_images)]
+        self.epoch_sample = self.images[spread_indices(len(self.images), epoch_images)]
         self.every, self.histogram_freq, self.shared_scale = max(1, int(every)), int(histogram_freq), shared_scale
         self.batch_size, self.verbose = batch_size, verbose
         self.log_dir = Path(log_dir) if log_dir else self.out_dir / "tensorboard" / "visualization"
@@ -383,7 +387,7 @@ class Visualization(keras.callbacks.Callback):
         last = step >= self.params.get("epochs", step)
         if self.conv is not None and (step % self.every == 0 or last):
             self._save_filters(step)
-        histograms = self.histogram_freq > 0 and step % self.histogram_freq == 0
+        histograms = self.histogram_freq > 0 and (step % self.histogram_freq == 0 or last)
         with self.writer.as_default():
             for layer in self.model.layers:
                 for variable in layer.weights:
@@ -395,19 +399,19 @@ class Visualization(keras.callbacks.Callback):
     def _activation_summaries(self, step, histograms):
         sample, hidden_sample = {}, {}
         if self.act_probe.extractor is not None:
-            stats = self.stats = activation_statistics(self.model, self.images, self.batch_size,
-                                                       probe=self.act_probe, first_batch=sample)
+            stats = activation_statistics(self.model, self.epoch_sample, self.batch_size, probe=self.act_probe,
+                                          first_batch=sample)
             entry = {"epoch": step, **{k: {"mean": v["mean"], "variance": v["variance"]} for k, v in stats.items()}}
             self.history = [h for h in self.history if h["epoch"] < step] + [entry]
-            write_activation_stats(self.out_dir / "activation_stats.json", stats, len(self.images),
+            write_activation_stats(self.out_dir / "activation_stats.json", stats, len(self.epoch_sample),
                                    epoch=step, history=self.history)
             for name, s in stats.items():
                 for key in STATS:
                     if s[key] is not None and math.isfinite(s[key]):
                         tf.summary.scalar(f"activations/{name}/{key}", s[key], step=step)
         if self.hidden_probe is not None:
-            stats = self.hidden_stats = hidden_state_statistics(self.model, self.images, self.batch_size,
-                                                                probe=self.hidden_probe, first_batch=hidden_sample)
+            stats = hidden_state_statistics(self.model, self.epoch_sample, self.batch_size, probe=self.hidden_probe,
+                                            first_batch=hidden_sample)
             for name, s in stats.items():
                 for key in ("mean", "std"):
                     for t in (0, s["steps"] // 2, s["steps"] - 1):
@@ -433,27 +437,23 @@ class Visualization(keras.callbacks.Callback):
         if self.conv is not None:
             if epoch is not None and all(e != epoch for e, _ in self.snapshots):
                 self._save_filters(epoch)  # training stopped before the planned last epoch
+            self._plot_snapshots()
             name, kernel = first_conv_kernel(self.model)
             figures.plot_filters(kernel, self.out_dir / "filters.png", shared_scale=self.shared_scale,
                              title=f"{name} filters after training")
             figures.plot_filter_evolution(self.snapshots, self.out_dir / "filters_evolution.png", self.shared_scale)
             plot_filter_change(self.snapshots, kernel, name, self.out_dir / "filters_change.png", self.shared_scale)
-        if self.act_probe.extractor is not None:
-            stats = self.stats
-            if stats is None:  # no epoch completed
-                stats = self.stats = activation_statistics(self.model, self.images, self.batch_size,
-                                                           probe=self.act_probe)
-                write_activation_stats(self.out_dir / "activation_stats.json", stats, len(self.images),
-                                       epoch=epoch, history=self.history)
+        if self.act_probe.extractor is not None:  # the final statistics, on every chosen test image
+            stats = self.stats = activation_statistics(self.model, self.images, self.batch_size, probe=self.act_probe)
+            write_activation_stats(self.out_dir / "activation_stats.json", stats, len(self.images),
+                                   epoch=epoch, history=self.history)
             if self.verbose:
                 print(f"activation statistics on {len(self.images)} test images:", flush=True)
                 for name, s in stats.items():
                     print(stats_line(name, s), flush=True)
         if self.hidden_probe is not None:
-            stats = self.hidden_stats
-            if stats is None:
-                stats = self.hidden_stats = hidden_state_statistics(self.model, self.images, self.batch_size,
-                                                                    probe=self.hidden_probe)
+            stats = self.hidden_stats = hidden_state_statistics(self.model, self.images, self.batch_size,
+                                                                probe=self.hidden_probe)
             write_hidden_state_outputs(self.out_dir, self.model, stats, len(self.images))
             if self.verbose:
                 print(f"hidden-state statistics on {len(self.images)} test images:", flush=True)
@@ -469,12 +469,19 @@ class Visualization(keras.callbacks.Callback):
         self.snapshots = [s for s in self.snapshots if s[0] != step] + [(step, kernel)]
         self.snapshots.sort(key=lambda s: s[0])
         self.filters_dir.mkdir(parents=True, exist_ok=True)
-        figures.plot_filters(kernel, self.filters_dir / f"filters_epoch_{step:03d}.png", shared_scale=self.shared_scale,
-                         title=f"{name} filters, epoch {step}")
         _save_npz(self.filters_dir / "history.npz", {f"epoch_{e:03d}": k for e, k in self.snapshots})
         with self.writer.as_default():
             grid = figures.tile_grid(figures.filter_tiles(kernel, self.shared_scale), background=1.0)
             tf.summary.image(f"filters/{name}", _upscaled(grid, 4)[None], step=step)
+
+    def _plot_snapshots(self):
+        """filters_epoch_NNN.png of every snapshot without one, drawn once at the end of training (a
+        PNG per epoch during training cost more than the statistics)."""
+        name = self.conv[0]
+        for step, kernel in self.snapshots:
+            path = self.filters_dir / f"filters_epoch_{step:03d}.png"
+            if not path.is_file():
+                figures.plot_filters(kernel, path, shared_scale=self.shared_scale, title=f"{name} filters, epoch {step}")
 
     def _load_history(self):
         """The per-epoch statistics of earlier epochs (a resumed run), from activation_stats.json."""
@@ -559,4 +566,4 @@ def _save_npz(path, arrays):
 
 def for_run(config, run_dir, test_images):
     """The visualisation callbacks of a training run: [Visualization] unless ``--no-visualize``."""
-    return [Visualization(run_dir, test_images)] if config.visualize else []
+    return [Visualization(run_dir, test_images, verbose=not config.quiet)] if config.visualize else []

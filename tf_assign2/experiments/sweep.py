@@ -48,6 +48,7 @@ import json
 import math
 import re
 import sys
+import time
 from pathlib import Path
 
 from tf_assign2 import config as schema
@@ -279,7 +280,7 @@ def _run_entries(sweep, out, train, flags, planned):
                           f"# sweep {sweep['name']} ({sweep['file']}), entry {entry['name']}\n"
                           + yaml.safe_dump(entry["values"], sort_keys=False))
     write_state(out, sweep, planned, state, flags)
-    code = 0
+    code, clock = 0, Progress(sum(1 for e in planned if not _finished(out, e["name"])))
     try:
         for i, entry in enumerate(planned, 1):
             name = entry["name"]
@@ -295,10 +296,12 @@ def _run_entries(sweep, out, train, flags, planned):
             else:
                 argv = ["--config", str(out / "configs" / f"{name}.yaml"), *flags]
                 print(f"{head}: python -m tf_assign2.{sweep['task']} {' '.join(argv)}", flush=True)
+            started = time.perf_counter()
             result = train(sweep["task"], argv)
             _release_memory()
             write_state(out, sweep, planned, state, flags)
-            write_results(out, sweep, planned)
+            rows = write_results(out, sweep, planned)
+            print(f"{head}: {_outcome(rows[i - 1])} in {clock.done(time.perf_counter() - started)}", flush=True)
             if result == 130:
                 code = 130
                 break
@@ -315,6 +318,34 @@ def _run_entries(sweep, out, train, flags, planned):
         print(f"interrupted: re-run the same command to continue (python -m tf_assign2.sweep {sweep['file']}"
               f" --out {out})", file=sys.stderr)
     return code
+
+
+def _finished(out, name):
+    made = entry_runs(out, name)
+    return bool(made) and run_status(made[-1]) in FINISHED
+
+
+def _outcome(row):
+    if row["status"] == "completed":
+        return f"completed, test accuracy {fmt(row['test_accuracy'])}"
+    return row["status"] + (f" ({row['divergence']})" if row.get("divergence") else "")
+
+
+class Progress:
+    """Time left for a list of runs, from the mean duration of the ones run so far."""
+
+    def __init__(self, total):
+        self.total, self.count, self.seconds = total, 0, 0.0
+
+    def done(self, seconds):
+        """'52 s; about 6 min left' after one more run that took ``seconds``."""
+        self.count, self.seconds = self.count + 1, self.seconds + seconds
+        left = max(self.total - self.count, 0) * self.seconds / self.count
+        return f"{_duration(seconds)}; " + (f"about {_duration(left)} left" if left else "the last one")
+
+
+def _duration(seconds):
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def _release_memory():
@@ -345,13 +376,11 @@ def result_rows(out, planned):
 def run_row(label, config, run_dir=None):
     """A table row for one run: the settings that matter (blank where the model ignores them) and,
     from the run's files, status, test accuracy, time and the per-epoch history. No run: pending."""
-    from tf_assign2.models import MODELS
     from tf_assign2.training.callbacks import read_history
 
     row = {"entry": label, **{k: config.get(k) for k in SETTING_COLUMNS}}
-    used = MODELS[row["model"]].settings if row["model"] in MODELS else ()
     for name in SETTING_COLUMNS:  # model settings the model does not read are left blank
-        if schema.SETTINGS[name].group == "model" and name != "model" and name not in used:
+        if schema.ignored_by_model(row["model"], name):
             row[name] = None
     if row["optimizer"] != "momentum":
         row["momentum"] = None

@@ -269,6 +269,17 @@ class SearchModel:
         self.arrays = dataclasses.replace(arrays, test_x=arrays.test_x[:0], test_y=arrays.test_y[:0])
         self.trials_run = 0
         self.gradients_before = custom_gradient_names()
+        self.total, self.done_before, self.seconds = None, 0, 0.0  # for 'trial 3/10 ... about 2 min left'
+
+    def progress(self, seconds):
+        """'trial 3/10' and the time left for the search (when its number of trials is known)."""
+        self.seconds += seconds
+        number = self.done_before + self.trials_run
+        if not self.total:
+            return f"trial {number}", ""
+        left = max(self.total - number, 0) * self.seconds / self.trials_run
+        return f"trial {number}/{self.total}", (f"; about {left / 60:.0f} min left" if left >= 90 else
+                                                f"; about {left:.0f} s left" if left else "")
 
     def trainer(self, hp):
         from tf_assign2.training.trainer import Trainer
@@ -303,8 +314,9 @@ class SearchModel:
         self.trials_run += 1
         where = f" on {self.worker}" if self.worker else ""
         outcome = "diverged" if diverged else f"{OBJECTIVE} {metrics[OBJECTIVE]:.4f}"
-        print(f"trial done{where}: {outcome} after {len(losses)} epochs in {result.seconds:.1f} s "
-              f"({_describe(hp.values)})", flush=True)
+        position, left = self.progress(result.seconds)
+        print(f"{position} done{where}: {outcome} after {len(losses)} epochs in {result.seconds:.1f} s "
+              f"({_describe(hp.values)}){left}", flush=True)
         return metrics
 
 
@@ -621,6 +633,7 @@ def run_search(search, base, space):
 
 
 def _search(search, base, space):
+    import keras
     import tensorflow as tf
 
     from tf_assign2 import data, runs
@@ -643,6 +656,9 @@ def _search(search, base, space):
     hypermodel = make_hypermodel(base, space, arrays, info, worker)
     tuner = make_tuner(search.tuner, hypermodel, search.project_dir, base.epochs, base.seed,
                        search.max_trials, search.initial_points, search.factor)
+    if search.tuner != "hyperband":  # Hyperband's number of trials follows from its brackets
+        hypermodel.total = search.max_trials
+    hypermodel.done_before = sum(t.status in ("COMPLETED", "FAILED", "INVALID") for t in tuner.oracle.trials.values())
     started = time.perf_counter()
     # Only the train and validation splits go to the search: the test split is never seen.
     fit_data = (arrays.train_x, arrays.train_y, arrays.val_x, arrays.val_y)
@@ -650,7 +666,10 @@ def _search(search, base, space):
         with warnings.catch_warnings():
             # A diverged trial's NaN objective makes keras-tuner's nanmax warn; trials.csv says it.
             warnings.filterwarnings("ignore", "All-NaN", RuntimeWarning)
-            tuner.search(*fit_data, epochs=base.epochs, verbose=2)
+            # keras-tuner gives each trial its own TensorBoard folder with the trial's hyperparameters
+            # (HParams dashboard): tensorboard --logdir <project>/tensorboard
+            board = keras.callbacks.TensorBoard(str(search.project_dir / "tensorboard"), histogram_freq=0)
+            tuner.search(*fit_data, epochs=base.epochs, verbose=2, callbacks=[board])
     except KeyboardInterrupt:
         if search.role != "worker":
             write_outputs(tuner, space, base, search.project_dir, search.task)

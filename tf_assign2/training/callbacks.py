@@ -10,6 +10,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -180,6 +181,51 @@ def _sha256(path):
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+class ConsoleProgress(keras.callbacks.Callback):
+    """What a person watching sees: on a terminal, a bar within each epoch with the time left; after
+    each epoch one compact line (train loss and accuracy, validation and test accuracy, images/s).
+    Not on a terminal (CI, a log file): the epoch line alone. The bookkeeping metrics
+    (starter_loss, rss_mb, epoch_seconds ...) stay in history.csv and TensorBoard.
+    """
+
+    WIDTH = 24
+
+    def __init__(self, epochs, steps_per_epoch, batch_size, stream=None, tty=None):
+        super().__init__()
+        self.epochs, self.steps, self.batch_size = epochs, steps_per_epoch, batch_size
+        self.stream = stream or sys.stdout
+        self.tty = self.stream.isatty() if tty is None else tty
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.started = epoch + 1, time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.tty:
+            return
+        done = min(batch + 1, self.steps)
+        elapsed = time.perf_counter() - self.started
+        left = elapsed / done * (self.steps - done)
+        filled = int(self.WIDTH * done / self.steps)
+        bar = "=" * filled + (">" if filled < self.WIDTH else "") + " " * (self.WIDTH - filled - 1)
+        loss, acc = (logs or {}).get("loss"), (logs or {}).get("accuracy")
+        numbers = f"  loss {float(loss):.4f}  acc {float(acc):.4f}" if loss is not None and acc is not None else ""
+        self.stream.write(f"\repoch {self.epoch}/{self.epochs} [{bar}] {done}/{self.steps}  {left:4.0f} s left{numbers}")
+        self.stream.flush()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        seconds = logs.get("epoch_seconds") or (time.perf_counter() - self.started)
+        parts = [f"epoch {epoch + 1}/{self.epochs}"]
+        for key, label in (("loss", "loss"), ("accuracy", "acc"), ("val_accuracy", "val_acc"),
+                           ("test_accuracy", "test_acc")):
+            if logs.get(key) is not None:
+                parts.append(f"{label} {float(logs[key]):.4f}")
+        parts.append(f"{self.steps * self.batch_size / seconds:,.0f} images/s" if seconds else "")
+        parts.append(f"{seconds:.1f} s")
+        self.stream.write(("\r\033[K" if self.tty else "") + "  ".join(p for p in parts if p) + "\n")
+        self.stream.flush()
 
 
 class StopAfterSteps(keras.callbacks.Callback):

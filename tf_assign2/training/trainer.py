@@ -171,7 +171,7 @@ class Trainer:
         status, result = "completed", None
         started = time.perf_counter()
         try:
-            result = self.fit(model, initial_epoch=start_epoch, callbacks=callbacks)
+            result = self.fit(model, initial_epoch=start_epoch, callbacks=callbacks, verbose=2 if config.verbose else 0)
         except KeyboardInterrupt:
             status = "interrupted"
         train_seconds = time.perf_counter() - started
@@ -206,6 +206,7 @@ class Trainer:
                 export.save_all(model, config, self.info, run_dir)
         if history:
             figures.plot_curves(history, run_dir / "curves.png", title=run_dir.name)
+        write_hparams(run_dir / "tensorboard", config, summary)
         runs.write_json(run_dir / "summary.json", summary)
         if status != "interrupted":  # the run is final: its backup has served (kept until summary.json is written)
             shutil.rmtree(backup_dir, ignore_errors=True)
@@ -224,6 +225,8 @@ class Trainer:
             keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resume),
             keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), histogram_freq=0),
         ]
+        if not (config.quiet or config.verbose):  # after Throughput, whose epoch_seconds it shows
+            callbacks.append(loop.ConsoleProgress(self.epochs, self.steps_per_epoch, config.batch_size))
         if config.display_step:
             callbacks.append(loop.StarterProgress(config.task, config.display_step, self.steps_per_epoch,
                                                   config.batch_size))
@@ -242,6 +245,36 @@ def divergence(model, history, stop=None):
     if not all(np.isfinite(w).all() for w in model.get_weights()):
         return "the weights became NaN/Inf"
     return None
+
+
+HPARAM_METRICS = ("test_accuracy", "best_val_accuracy", "final_train_loss", "train_seconds", "images_per_sec")
+
+
+def write_hparams(log_dir, config, summary):
+    """The run's settings and final metrics for TensorBoard's HParams dashboard.
+
+    With every run, sweep entry and retrained best trial writing these, ``tensorboard --logdir
+    runs`` compares runs in the HParams table, parallel-coordinates and scatter views. The
+    settings are the schema's table columns (plus task, dataset and schedule) that the model reads;
+    a setting that is off (``clipnorm`` None) is written as 0 so each column keeps one type.
+    """
+    from tensorboard.plugins.hparams import api as hp
+
+    from tf_assign2.config import COLUMNS, ignored_by_model
+
+    values = {}
+    for name in ("task", "dataset", *COLUMNS, "schedule"):
+        if not ignored_by_model(config.model, name):  # LeNet5 runs have no cell or units
+            value = getattr(config, name)
+            values[name] = 0.0 if value is None else value
+    writer = tf.summary.create_file_writer(str(log_dir))
+    with writer.as_default():
+        hp.hparams(values, trial_id=Path(summary["run_dir"]).name)
+        for name in HPARAM_METRICS:
+            value = summary.get(name)
+            if value is not None and math.isfinite(value):
+                tf.summary.scalar(f"run/{name}", value, step=summary.get("epochs_completed") or 0)
+    writer.close()
 
 
 def recorded_plan(run_dir):
