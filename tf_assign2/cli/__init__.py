@@ -198,6 +198,9 @@ def start_tensorflow(seed=None, deterministic=False, devices=None):
                     cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(wanted)]
                 )
         tf.config.list_physical_devices("GPU")
+    # One process trains many models in sweeps and searches; TF's warning that a new model's
+    # functions were traced again is expected there, not something a user can act on.
+    tf.get_logger().setLevel("ERROR")
     if seed is not None:
         keras.utils.set_random_seed(seed)
     if deterministic:
