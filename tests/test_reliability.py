@@ -1,4 +1,8 @@
-"""Interruption, determinism and portable exports, through the real CLI where it is about the CLI."""
+"""Interruption, determinism and portable exports.
+
+Processes where it is about the process (SIGKILL, Ctrl-C as a signal); the resumes and the other
+runs go through the same command lines in this process (``cli``).
+"""
 
 import csv
 import json
@@ -10,7 +14,9 @@ import time
 
 import numpy as np
 import pytest
-from conftest import DATA, run_cli
+from conftest import DATA, keep_trained_models, run_cli, trials_done
+
+from tf_assign2.training.callbacks import latest_intact  # imported now: the polls below must be quick
 
 TINY = ("--ntrain", "40", "--ntest", "5", "--epochs", "3", "--deterministic", "--no-test-curve")
 
@@ -35,15 +41,15 @@ def _wait_until(proc, ready, what, timeout=300):
 
 
 def _wait_for_epochs(runs_dir, epochs, proc, timeout=240):
-    """Wait until the run's BackupAndRestore state holds ``epochs`` completed epochs; its run dir."""
+    """Wait until the run's backup holds ``epochs`` completed epochs; its run dir."""
 
     def reached():
-        for meta in runs_dir.glob("*/backup/training_metadata.json"):
+        for backup in runs_dir.glob("*/backup"):
             try:
-                if json.loads(meta.read_text())["epoch"] >= epochs:
-                    return meta.parents[1]
-            except (ValueError, KeyError, OSError):
-                pass  # being written
+                if latest_intact(backup) >= epochs:
+                    return backup.parent
+            except Exception:  # noqa: BLE001 - being written
+                pass
         return None
 
     return _wait_until(proc, reached, f"epoch {epochs} of the run", timeout)
@@ -58,7 +64,9 @@ def _history(run_dir):
     return [{k: v for k, v in row.items() if k not in MEASUREMENTS} for row in rows]
 
 
-def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tmp_path):
+@pytest.mark.slow
+def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tmp_path, cli):
+    """The uninterrupted run is a process of its own too, so the resumed run must match another process's."""
     whole = run_cli("tf_assign2.cifar", *TINY, "--runs-dir", str(tmp_path / "whole"))
     assert whole.returncode == 0, whole.stderr
     (whole_dir,) = (tmp_path / "whole").iterdir()
@@ -69,7 +77,7 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tmp_path):
     proc.communicate()
     assert not (run_dir / "summary.json").exists()
 
-    resumed = run_cli("tf_assign2.cifar", "--resume", str(run_dir))
+    resumed = cli("tf_assign2.cifar", "--resume", run_dir)
     assert resumed.returncode == 0, resumed.stderr
     assert _history(run_dir) == _history(whole_dir)
     a = json.loads((whole_dir / "summary.json").read_text())
@@ -78,10 +86,11 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tmp_path):
         assert a[key] == b[key], key
 
 
-def test_ctrl_c_stops_cleanly_and_marks_the_run_interrupted(tmp_path):
-    # Enough epochs that the run is still training when the signal lands.
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_marks_the_run_interrupted(tmp_path, cli):
+    # Enough epochs that the run is still training when the signal lands; a small LeNet5 keeps them short.
     proc = _popen("tf_assign2.cifar", *TINY, "--ntrain", "20", "--epochs", "60", "--no-visualize",
-                  "--runs-dir", str(tmp_path / "runs"))
+                  "--conv-filters", "4", "8", "--fc-units", "16", "--runs-dir", str(tmp_path / "runs"))
     run_dir = _wait_for_epochs(tmp_path / "runs", 1, proc)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
@@ -90,46 +99,59 @@ def test_ctrl_c_stops_cleanly_and_marks_the_run_interrupted(tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["epochs_completed"] >= 1
     assert (run_dir / "backup").is_dir()
-    resumed = run_cli("tf_assign2.cifar", "--resume", str(run_dir))
+    resumed = cli("tf_assign2.cifar", "--resume", run_dir)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
-    again = run_cli("tf_assign2.cifar", "--resume", str(run_dir))
+    again = cli("tf_assign2.cifar", "--resume", run_dir)
     assert again.returncode == 2 and "already completed" in again.stderr
 
 
-def test_deterministic_runs_have_identical_histories(tmp_path):
-    args = ("--ntrain", "20", "--ntest", "5", "--epochs", "2", "--deterministic", "--seed", "3")
+def test_deterministic_runs_have_identical_histories(tmp_path, cli):
+    """Two runs one after the other in this process (the SIGKILL test compares two processes)."""
+    args = ("--ntrain", "20", "--ntest", "5", "--epochs", "2", "--deterministic", "--seed", "3", "--no-visualize",
+            "--no-export")
     for name in ("a", "b"):
-        done = run_cli("tf_assign2.cifar", *args, "--runs-dir", str(tmp_path / name))
+        done = cli("tf_assign2.cifar", *args, "--runs-dir", tmp_path / name)
         assert done.returncode == 0, done.stderr
     (a,) = (tmp_path / "a").iterdir()
     (b,) = (tmp_path / "b").iterdir()
     assert _history(a) == _history(b)
 
 
-def test_rnn_export_is_portable_and_agrees_everywhere(small_config):
+@pytest.mark.parametrize("jit", ["off", pytest.param("auto", marks=pytest.mark.slow)])  # auto: XLA on a CPU (~15 s)
+def test_rnn_export_is_portable_and_agrees_everywhere(small_config, jit):
     """The SavedModel comes from the cuDNN-free twin; SavedModel, .keras and memory agree."""
     import keras
     import tensorflow as tf
 
-    from tf_assign2 import data, evaluate, export, models, runs, train
+    from tf_assign2 import data, models
+    from tf_assign2.analysis import evaluation
+    from tf_assign2.training import export
+    from tf_assign2.training.trainer import Trainer
 
     cfg = small_config(task="mnist", dataset="mnist", data_dir=str(DATA / "MNIST"), model="rnn", cell="lstm",
-                       units=16, use_cudnn="auto", ntrain=10, batch_size=32)
+                       units=16, use_cudnn="auto", ntrain=10, batch_size=32, jit=jit)
     arrays, info = data.load_arrays(cfg)
     model = models.build(cfg, info.image_shape, info.num_classes)
     twin = export.portable_twin(model, cfg, info)
     # "auto" takes the cuDNN kernel on a GPU; the exported twin never does.
     assert model.get_layer("lstm1").use_cudnn == "auto" and twin.get_layer("lstm1").use_cudnn is False
-    run_dir = runs.new_run_dir(cfg)
-    train.write_config(cfg, info, run_dir)
-    summary = train.run(cfg, arrays, info, model, run_dir)
+    trainer = Trainer(cfg, arrays, info)
+    run_dir = trainer.new_run_dir()
+    with keep_trained_models() as built:
+        # The run trains a model with those "auto" layers (under XLA the plan would choose the
+        # generic kernel instead; "auto" is what a GPU run has and what the twin exists for).
+        build = trainer.build_model
+        trainer.build_model = lambda use_cudnn=None: build("auto")
+        summary = trainer.run(run_dir)
     assert summary["status"] == "completed"
+    ((_, model),) = built
+    assert model.get_layer("lstm1").use_cudnn == "auto"
     images = arrays.test_x / 255.0
     in_memory = tf.nn.softmax(model.predict(images, verbose=0)).numpy()
-    serve, *_ = evaluate.load_serving_function(run_dir / "saved_model")
+    serve, *_ = evaluation.load_serving_function(run_dir / "saved_model")
     reloaded = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
-    assert np.abs(evaluate.predict(serve, arrays.test_x) - in_memory).max() <= 1e-6
+    assert np.abs(evaluation.predict(serve, arrays.test_x) - in_memory).max() <= 1e-6
     assert np.abs(tf.nn.softmax(reloaded.predict(images, verbose=0)).numpy() - in_memory).max() <= 1e-6
     loaded = tf.saved_model.load(str(run_dir / "saved_model"))
     graph = loaded.serve.get_concrete_function().graph
@@ -154,10 +176,14 @@ def _csv_rows(path):
         return []
 
 
-def test_a_search_killed_mid_way_resumes_without_redoing_finished_trials(tmp_path):
+@pytest.mark.slow
+def test_a_search_killed_mid_way_resumes_without_redoing_finished_trials(tmp_path, cli):
+    space = tmp_path / "small.yaml"  # the default search over lr and optimizer, on a small LeNet5
+    space.write_text("lr: {min: 1.0e-4, max: 1.0e-2, sampling: log}\noptimizer: [adam, momentum, rmsprop]\n"
+                     "fc_units: 16\nconv1_filters: 4\nconv2_filters: 8\n")
     args = ("tf_assign2.tune", "cifar", "--data-dir", str(DATA / "CIFAR10"), "--ntrain", "10", "--ntest", "3",
             "--epochs", "15", "--max-trials", "3", "--directory", str(tmp_path / "tune"), "--no-visualize",
-            "--no-test-curve")
+            "--no-test-curve", "--space", str(space))
     project = tmp_path / "tune" / "cifar-random"
     proc = _popen(*args)
 
@@ -171,21 +197,22 @@ def test_a_search_killed_mid_way_resumes_without_redoing_finished_trials(tmp_pat
     _kill_when(proc, trial_1_started, "trial 0 to finish and trial 1 to start")
     finished = (project / "trial_0" / "trial.json").read_bytes()
 
-    result = run_cli(*args)  # the same command again
+    result = cli(*args)  # the same command again
     assert result.returncode == 0, result.stderr[-2000:]
     assert "continuing the search" in result.stdout
-    assert result.stdout.count("trial done: ") == 2  # trials 1 (restarted) and 2, not 0
+    assert trials_done(result.stdout) == [None] * 2  # trials 1 (restarted) and 2, not 0
     assert (project / "trial_0" / "trial.json").read_bytes() == finished
     rows = _csv_rows(project / "trials.csv")
     assert [(r["trial_id"], r["status"]) for r in rows] == [(i, "completed") for i in ("0", "1", "2")]
 
 
-def test_a_sweep_killed_mid_way_resumes_without_redoing_finished_runs(tmp_path):
+@pytest.mark.slow
+def test_a_sweep_killed_mid_way_resumes_without_redoing_finished_runs(tmp_path, cli):
     sweep_file = tmp_path / "s.yaml"
     sweep_file.write_text(
         f"name: killed\ntask: cifar\nsettings: {{data_dir: {DATA / 'CIFAR10'}, ntrain: 10, ntest: 2, visualize: false}}\n"
         "runs: [{name: nan, optimizer: sgd, lr: 10.0, epochs: 2}, {name: short, optimizer: adagrad, epochs: 1},\n"
-        "       {name: long, optimizer: sgd, lr: 0.01, epochs: 40}]\n")
+        "       {name: long, optimizer: sgd, lr: 0.01, epochs: 40, fc_units: 16, conv_filters: [4, 8]}]\n")
     out = tmp_path / "out"
     args = ("tf_assign2.sweep", str(sweep_file), "--out", str(out), "--no-test-curve")
 
@@ -198,7 +225,7 @@ def test_a_sweep_killed_mid_way_resumes_without_redoing_finished_runs(tmp_path):
     assert json.loads(finished["nan"])["status"] == "diverged"  # the sweep went on past it
     assert json.loads(finished["short"])["status"] == "completed"
 
-    result = run_cli(*args)  # the same command again
+    result = cli(*args)  # the same command again
     assert result.returncode == 0, result.stderr[-2000:]
     assert "[1/3] nan: diverged earlier" in result.stdout and "[2/3] short: completed earlier" in result.stdout
     assert "[3/3] long: resuming" in result.stdout

@@ -6,11 +6,11 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
 
-from tf_assign2 import report, runs
+from tf_assign2 import runs
 from tf_assign2.config import Config, to_dict, validate
 from tf_assign2.errors import UsageError
+from tf_assign2.experiments import report
 
 
 def fake_run(parent, name, status="completed", acc=0.5, history=((2.0, 0.3), (1.5, 0.4)), **settings):
@@ -101,26 +101,25 @@ def test_cnn_section_uses_the_runs_statistics_and_visualisations(tmp_path):
     assert "filters_change" not in text  # absent in the run: not linked
 
 
-def test_bad_arguments(tmp_path):
+def test_bad_arguments(tmp_path, cli):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UsageError, match="no runs found"):
         report.build_report([tmp_path / "empty"], tmp_path / "out")
     with pytest.raises(UsageError, match="not found"):
         report.build_report([tmp_path / "nope"], tmp_path / "out")
     assert not (tmp_path / "out").exists()
-    result = run_cli("tf_assign2.report", str(tmp_path / "nope"), "--out", str(tmp_path / "out"))
+    result = cli("tf_assign2.report", tmp_path / "nope", "--out", tmp_path / "out")
     assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
-def test_report_of_a_real_run(data_root, tmp_path):
-    """A real (tiny) CIFAR run through the CLI, then the report CLI on its folder."""
-    trained = run_cli("tf_assign2.cifar", "--data-dir", str(data_root / "CIFAR10"), "--ntrain", "10", "--ntest", "2",
-                      "--epochs", "2", "--optimizer", "sgd", "--lr", "0.01", "--runs-dir", str(tmp_path / "runs"))
-    assert trained.returncode == 0, trained.stderr[-2000:]
-    result = run_cli("tf_assign2.report", str(tmp_path / "runs"), "--out", str(tmp_path / "report"))
+def test_report_of_a_real_run(cifar_run, tmp_path, cli):
+    """A real (tiny) CIFAR run through the CLI (``cifar_run``: SGD 0.01, 2 epochs), then the report CLI on its folder."""
+    assert cifar_run.returncode == 0, cifar_run.stderr[-2000:]
+    result = cli("tf_assign2.report", cifar_run.runs_dir, "--out", tmp_path / "report")
     assert result.returncode == 0, result.stderr[-2000:]
-    (run_dir,) = (tmp_path / "runs").iterdir()
+    run_dir = cifar_run.run_dir
     summary = json.loads((run_dir / "summary.json").read_text())
     stats = json.loads((run_dir / "activation_stats.json").read_text())
     text = (tmp_path / "report" / "REPORT.md").read_text()

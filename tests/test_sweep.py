@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run_cli
 
-from tf_assign2 import runs, sweep
+from tf_assign2 import runs
+from tf_assign2.cli.sweep import training_overrides
 from tf_assign2.errors import UsageError
+from tf_assign2.experiments import sweep
 
 
 def write_sweep(folder, text, name="s.yaml"):
@@ -19,8 +20,13 @@ def write_sweep(folder, text, name="s.yaml"):
     return path
 
 
+def flags(task, *given):
+    """What the sweep command hands run_sweep for training flags given to it: the flags and their settings."""
+    return {"flags": list(given), "overrides": training_overrides(task, list(given))}
+
+
 def fake_trainer(outcomes, calls, accuracy=None):
-    """Stands in for cli.train: makes a run dir where the entry's config says, with the outcome asked for.
+    """Stands in for cli.train.train: makes a run dir where the entry's config says, with the outcome asked for.
 
     ``outcomes`` maps an entry (its runs/<entry> folder name) to a list of statuses, one per call;
     ``accuracy`` (optional) gives a completed run's test accuracy from its entry name (else 0.5).
@@ -74,22 +80,29 @@ def test_bad_sweep_files_are_usage_errors(tmp_path, text, message):
         sweep.load_sweep(write_sweep(tmp_path, text))
 
 
-def test_every_entry_is_checked_before_anything_runs(tmp_path):
+def test_every_entry_is_checked_before_anything_runs(tmp_path, cli):
     path = write_sweep(tmp_path, "task: cifar\nruns:\n  - {optimizer: sgd}\n  - {name: typo, learning_rate: 0.1}\n")
     calls = []
     with pytest.raises(UsageError, match=r"s\.yaml: entry 'typo': unknown key 'learning_rate'"):
         sweep.run_sweep(sweep.load_sweep(path), tmp_path / "out", train=fake_trainer({}, calls))
     assert calls == [] and not (tmp_path / "out").exists()
+    # The sweep's training flags are checked by the training parser before any entry is planned.
     with pytest.raises(UsageError, match="argument --epochs: expected an integer >= 1"):
-        sweep.plan(sweep.load_sweep(write_sweep(tmp_path, "task: cifar\nruns: [{lr: 0.1}]\n")), tmp_path / "o",
-                   ["--epochs", "0"])
+        training_overrides("cifar", ["--epochs", "0"])
+    with pytest.raises(UsageError, match="--runs-dir: not allowed with a sweep"):
+        training_overrides("cifar", ["--runs-dir", "x"])
+    ok = write_sweep(tmp_path, "task: cifar\nruns: [{lr: 0.1}]\n", "ok.yaml")
+    done = cli("tf_assign2.sweep", ok, "--out", tmp_path / "o", "--epochs", "0")
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and "error: argument --epochs: expected an integer >= 1" in lines[0]
+    assert not (tmp_path / "o").exists()
 
 
 def test_precedence_base_settings_entry_flags(tmp_path):
     (tmp_path / "base.yaml").write_text("epochs: 7\nbatch_size: 20\nlr: 0.5\noptimizer: sgd\n")
     path = write_sweep(tmp_path, "task: cifar\nbase: base.yaml\nsettings: {batch_size: 30, lr: 0.2}\n"
                                  "runs: [{name: a, lr: 0.3}, {name: b}]\n")
-    planned = sweep.plan(sweep.load_sweep(path), tmp_path / "out", ["--epochs", "2"])
+    planned = sweep.plan(sweep.load_sweep(path), tmp_path / "out", training_overrides("cifar", ["--epochs", "2"]))
     a, b = (p["config"] for p in planned)
     assert (a["epochs"], a["batch_size"], a["lr"], a["optimizer"]) == (2, 30, 0.3, "sgd")
     assert b["lr"] == 0.2 and b["task"] == "cifar"
@@ -156,7 +169,7 @@ def test_a_folder_with_other_settings_is_not_reused(tmp_path):
     out, calls = tmp_path / "out", []
     sweep.run_sweep(sweep.load_sweep(path), out, train=fake_trainer({"a": ["completed"]}, calls))
     with pytest.raises(UsageError, match=r"entry 'a' was run with other settings \(epochs: 10 -> 3\)"):
-        sweep.run_sweep(sweep.load_sweep(path), out, ["--epochs", "3"], train=fake_trainer({}, calls))
+        sweep.run_sweep(sweep.load_sweep(path), out, fake_trainer({}, calls), **flags("cifar", "--epochs", "3"))
     other = write_sweep(tmp_path, "name: s\ntask: mnist\nruns: [{name: a}]\n", "t.yaml")
     with pytest.raises(UsageError, match="holds sweep 's' \\(cifar\\)"):
         sweep.run_sweep(sweep.load_sweep(other), out, train=fake_trainer({}, calls))
@@ -181,16 +194,16 @@ def test_a_folder_from_before_a_setting_existed_still_resumes(tmp_path):
     assert sweep.run_sweep(sweep.load_sweep(path), out, train=train) == 0
     assert [c[0] for c in calls] == ["--config", "--config", "--resume"]
     with pytest.raises(UsageError, match=r"entry 'a' was run with other settings \(augment_shift: 0 -> 2\)"):
-        sweep.run_sweep(sweep.load_sweep(path), out, ["--augment-shift", "2"], train=train)
+        sweep.run_sweep(sweep.load_sweep(path), out, train, **flags("mnist", "--augment-shift", "2"))
 
 
-def test_sweep_cli_end_to_end_on_real_data(data_root, tmp_path):
-    """Two tiny entries through `python -m tf_assign2.sweep`; a second run of the command does nothing."""
+def test_sweep_cli_end_to_end_on_real_data(data_root, tmp_path, cli):
+    """Two tiny entries through `python -m tf_assign2.sweep` (in this process); a second run of the command does nothing."""
     path = write_sweep(tmp_path, f"name: tiny\ntask: cifar\nsettings: {{data_dir: {data_root / 'CIFAR10'}, ntrain: 10, "
                                  "ntest: 2, epochs: 1, visualize: false}\n"
                                  "runs: [{name: sgd, optimizer: sgd, lr: 0.01}, {name: adagrad, optimizer: adagrad}]\n")
     out = tmp_path / "out"
-    result = run_cli("tf_assign2.sweep", str(path), "--out", str(out), "--no-test-curve")
+    result = cli("tf_assign2.sweep", path, "--out", out, "--no-test-curve")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "[2/2] adagrad: python -m tf_assign2.cifar --config" in result.stdout
     rows = list(csv.DictReader((out / "results.csv").open()))
@@ -206,6 +219,6 @@ def test_sweep_cli_end_to_end_on_real_data(data_root, tmp_path):
         assert 0 < float(history[0]["epoch_seconds"]) <= summary["train_seconds"]  # what `target` sums
     assert (out / "overlay.png").is_file() and "| sgd | sgd |" in (out / "results.md").read_text()
 
-    again = run_cli("tf_assign2.sweep", str(path), "--out", str(out), "--no-test-curve")
+    again = cli("tf_assign2.sweep", path, "--out", out, "--no-test-curve")
     assert again.returncode == 0 and again.stdout.count("skipped") == 2
     assert len(list((out / "runs").glob("*/*/config.json"))) == 2

@@ -10,10 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DATA, ROOT, run_cli
+from conftest import DATA, ROOT, trials_done
 
-from tf_assign2 import tune
+from tf_assign2.cli.tune import main
 from tf_assign2.errors import UsageError
+from tf_assign2.experiments import tune
 
 
 def _tiny(data_root, tmp_path, *extra, task="cifar", epochs=("--epochs", "1")):
@@ -76,10 +77,10 @@ def test_space_accepts_yaml_text_numbers_and_fixed_values(tmp_path):
     }
 
 
-def test_typo_in_space_is_one_line_exit_2_and_no_project(data_root, tmp_path):
+def test_typo_in_space_is_one_line_exit_2_and_no_project(data_root, tmp_path, cli):
     space = tmp_path / "typo.yaml"
     space.write_text("lr: {min: 1.0e-4, max: 1.0e-2, sampling: log}\noptimiser: [adam, sgd]\n")
-    done = run_cli("tf_assign2.tune", *_tiny(data_root, tmp_path, "--space", str(space)), timeout=120)
+    done = cli("tf_assign2.tune", *_tiny(data_root, tmp_path, "--space", str(space)))
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.strip() == f"error: --space {space}: unknown hyperparameter 'optimiser' for cifar (did you mean optimizer?)"
     assert not (tmp_path / "tune").exists()
@@ -120,11 +121,11 @@ def test_bad_distributed_settings(chief, worker, environ, needle):
 # --------------------------------------------------------------------------- searches (in-process)
 
 
-def test_random_search_writes_every_output_and_evaluate_reads_the_best_run(data_root, tmp_path, capsys):
+def test_random_search_writes_every_output_and_evaluate_reads_the_best_run(data_root, tmp_path, capsys, cli):
     import tensorflow  # noqa: F401  (for the registry baseline below)
 
     before = tune.custom_gradient_names()
-    assert tune.main(_tiny(data_root, tmp_path, "--max-trials", "3")) == 0
+    assert main(_tiny(data_root, tmp_path, "--max-trials", "3")) == 0
     # Memory stays flat: of the custom gradients TF registered (one per traced train step, each
     # pinning that model's variables), only the last model's are left after 3 trials + the retrain
     # (at most 2: a full batch and the last, smaller one are traced apart); without the purge >= 4.
@@ -132,7 +133,7 @@ def test_random_search_writes_every_output_and_evaluate_reads_the_best_run(data_
     out = capsys.readouterr().out
     project = tmp_path / "tune" / "cifar-random"
     rows = _rows(project)
-    assert [r["trial_id"] for r in rows] == ["0", "1", "2"] and out.count("trial done: ") == 3
+    assert [r["trial_id"] for r in rows] == ["0", "1", "2"] and trials_done(out) == [None] * 3
     assert {r["status"] for r in rows} == {"completed"}
     for row in rows:
         assert 1e-4 <= float(row["lr"]) <= 1e-2 and row["optimizer"] in ("adam", "momentum", "rmsprop")
@@ -156,12 +157,14 @@ def test_random_search_writes_every_output_and_evaluate_reads_the_best_run(data_
     # The search never saw the test split: the trials were trained and scored on train/val only.
     assert saved["data_info"]["n_test"] == 30 and saved["data_info"]["n_val"] == 10
 
-    evaluated = run_cli("tf_assign2.evaluate", str(run_dir), timeout=120)
+    assert not (run_dir / "filters.png").exists()  # --no-visualize holds for the retrain too
+    evaluated = cli("tf_assign2.evaluate", run_dir)
     assert evaluated.returncode == 0, evaluated.stderr
     (eval_dir,) = run_dir.glob("eval-*")
     assert json.loads((eval_dir / "eval.json").read_text())["accuracy"] == summary["test_accuracy"]
 
 
+@pytest.mark.slow  # six models: four trials and two retrains
 def test_resume_continues_without_rerunning_finished_trials(data_root, tmp_path, capsys, monkeypatch):
     args = _tiny(data_root, tmp_path, "--max-trials", "3")
     project = tmp_path / "tune" / "cifar-random"
@@ -174,36 +177,36 @@ def test_resume_continues_without_rerunning_finished_trials(data_root, tmp_path,
         return real_fit(self, *a, **k)
 
     monkeypatch.setattr(tune.SearchModel, "fit", fit_then_interrupt)
-    assert tune.main(args) == 130
+    assert main(args) == 130
     assert [(r["trial_id"], r["status"]) for r in _rows(project)] == [("0", "completed"), ("1", "running")]
     first = _trial_files(project)["trial_0"]
     capsys.readouterr()
 
     monkeypatch.setattr(tune.SearchModel, "fit", real_fit)
-    assert tune.main(args) == 0
+    assert main(args) == 0
     out = capsys.readouterr().out
-    assert "continuing the search" in out and out.count("trial done: ") == 2  # trials 1 (again) and 2
+    assert "continuing the search" in out and trials_done(out) == [None] * 2  # trials 1 (again) and 2
     assert _trial_files(project)["trial_0"] == first
     assert [(r["trial_id"], r["status"]) for r in _rows(project)] == [(i, "completed") for i in ("0", "1", "2")]
 
     # The same command once more: nothing is trained again, not even the best model.
     files = _trial_files(project)
-    assert tune.main(args) == 0
+    assert main(args) == 0
     out = capsys.readouterr().out
-    assert "trial done" not in out and "best model already retrained" in out, out
+    assert trials_done(out) == [] and "best model already retrained" in out, out
     assert _trial_files(project) == files and len(list((project / "best").iterdir())) == 1
 
     # Other settings are refused; --overwrite starts again.
-    assert tune.main(_tiny(data_root, tmp_path, "--max-trials", "3", "--batch-size", "25")) == 2
+    assert main(_tiny(data_root, tmp_path, "--max-trials", "3", "--batch-size", "25")) == 2
     assert "config.batch_size differ" in capsys.readouterr().err
-    assert tune.main(_tiny(data_root, tmp_path, "--max-trials", "1", "--overwrite")) == 0
+    assert main(_tiny(data_root, tmp_path, "--max-trials", "1", "--overwrite")) == 0
     assert [r["trial_id"] for r in _rows(project)] == ["0"]
 
 
 def test_diverged_trials_are_failed_and_an_all_failed_search_exits_1(data_root, tmp_path, capsys):
     mixed = tmp_path / "mixed.yaml"
     mixed.write_text("lr: [1.0e-3, 10.0]\noptimizer: sgd\n")
-    assert tune.main(_tiny(data_root, tmp_path, "--max-trials", "2", "--space", str(mixed))) == 0
+    assert main(_tiny(data_root, tmp_path, "--max-trials", "2", "--space", str(mixed))) == 0
     rows = {r["lr"]: r for r in _rows(tmp_path / "tune" / "cifar-random")}
     assert rows["10.0"]["status"] == "failed" and rows["10.0"]["val_accuracy"] == ""
     assert rows["10.0"]["note"] == "diverged (NaN/Inf loss) in epoch 1" and rows["10.0"]["optimizer"] == "sgd"
@@ -214,18 +217,20 @@ def test_diverged_trials_are_failed_and_an_all_failed_search_exits_1(data_root, 
 
     hopeless = tmp_path / "hopeless.yaml"
     hopeless.write_text("lr: 10.0\noptimizer: sgd\n")
-    assert tune.main(_tiny(data_root, tmp_path, "--space", str(hopeless), "--project-name", "hopeless")) == 1
+    assert main(_tiny(data_root, tmp_path, "--space", str(hopeless), "--project-name", "hopeless")) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: every trial failed (1 of 1): diverged"), err
     assert not (tmp_path / "tune" / "hopeless" / "best").exists()
 
 
+@pytest.mark.slow  # about ten trials of RNNs, each XLA-compiled on a CPU
 def test_mnist_bayesian_and_hyperband(data_root, tmp_path, capsys):
     space = tmp_path / "rnn.yaml"
     space.write_text("lr: {min: 1.0e-3, max: 1.0e-2, sampling: log}\ncell: [rnn, gru]\nunits: [16, 32]\n")
+    # --jit off: without it each GRU trial is XLA-compiled on a CPU, most of the time of this test
     bayes = _tiny(data_root, tmp_path, "--tuner", "bayesian", "--max-trials", "3", "--initial-points", "1",
-                  "--space", str(space), task="mnist")
-    assert tune.main(bayes) == 0
+                  "--space", str(space), "--jit", "off", task="mnist")
+    assert main(bayes) == 0
     rows = _rows(tmp_path / "tune" / "mnist-bayesian")
     assert len(rows) == 3 and {r["status"] for r in rows} == {"completed"} and {r["cell"] for r in rows} <= {"rnn", "gru"}
     config = json.loads((Path(json.loads((tmp_path / "tune" / "mnist-bayesian" / "best_hyperparameters.json")
@@ -233,14 +238,14 @@ def test_mnist_bayesian_and_hyperband(data_root, tmp_path, capsys):
     assert config["model"] == "rnn" and config["cell"] in ("rnn", "gru") and config["units"] in (16, 32)
 
     hyper = _tiny(data_root, tmp_path, "--tuner", "hyperband", "--max-epochs", "2", "--factor", "2",
-                  "--space", str(space), task="mnist", epochs=())
-    assert tune.main(hyper) == 0
+                  "--space", str(space), "--jit", "off", task="mnist", epochs=())
+    assert main(hyper) == 0
     rows = _rows(tmp_path / "tune" / "mnist-hyperband")
     assert {r["status"] for r in rows} == {"completed"} and {r["tuner/epochs"] for r in rows} == {"1", "2"}
     continued = [r for r in rows if r["tuner/initial_epoch"] == "1"]
     assert continued and all(r["epochs"] == "2" and r["tuner/trial_id"] for r in continued)
     capsys.readouterr()
-    assert tune.main(hyper + ["--epochs", "2"]) == 2
+    assert main(hyper + ["--epochs", "2"]) == 2
     assert "--epochs is for --tuner random or bayesian, not hyperband (use --max-epochs)" in capsys.readouterr().err
 
 
@@ -264,6 +269,7 @@ def _wait_for(path, text, process, seconds):
     raise AssertionError(f"{path.name}: no {text!r}:\n{path.read_text() if path.is_file() else ''}")
 
 
+@pytest.mark.slow
 def test_chief_and_two_workers_complete_a_search(data_root, tmp_path):
     """One chief and two workers on 127.0.0.1; every trial is run by a worker, both workers run some."""
     args = [sys.executable, "-m", "tf_assign2.tune", *_tiny(data_root, tmp_path, "--max-trials", "6", "--epochs", "2"),
@@ -287,14 +293,14 @@ def test_chief_and_two_workers_complete_a_search(data_root, tmp_path):
             if process.poll() is None:
                 process.kill()
                 process.wait()
-    ran = {worker: logs[worker].read_text().count(f"trial done on {worker}:") for worker in ("tuner0", "tuner1")}
+    ran = {worker: trials_done(logs[worker].read_text()).count(worker) for worker in ("tuner0", "tuner1")}
     assert all(ran.values()) and sum(ran.values()) == 6, ran
     for worker in ran:
         assert f"worker {worker}: search finished; {ran[worker]} trials ran here" in logs[worker].read_text()
     project = tmp_path / "tune" / "cifar-random"
     rows = _rows(project)
     assert len(rows) == 6 and {r["status"] for r in rows} == {"completed"} and {r["epochs"] for r in rows} == {"2"}
-    assert "trial done" not in logs["chief"].read_text()  # the chief only serves the oracle
+    assert trials_done(logs["chief"].read_text()) == []  # the chief only serves the oracle
     best = json.loads((project / "best_hyperparameters.json").read_text())
     assert json.loads((Path(best["run_dir"]) / "summary.json").read_text())["status"] == "completed"
 

@@ -7,26 +7,20 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import run_cli
+from conftest import copy_run
 
-from tf_assign2 import callbacks, data, models, runs, train, viz
-from tf_assign2 import visualize as vis
-from tf_assign2.config import Config, validate
+from tf_assign2 import figures as viz
+from tf_assign2 import models
+from tf_assign2.analysis import visualization as callbacks
+from tf_assign2.analysis import zeiler_fergus as vis
 
 
-@pytest.fixture(scope="session")
-def tiny_run(data_root, tmp_path_factory):
-    """LeNet5 trained 2 epochs on 20 CIFAR images per class, through train.run (callback included)."""
-    root = tmp_path_factory.mktemp("vis")
-    cfg = validate(Config(data_dir=str(data_root / "CIFAR10"), ntrain=20, ntest=5, epochs=2, runs_dir=str(root)))
-    keras.utils.set_random_seed(0)
-    arrays, info = data.load_arrays(cfg)
-    model = models.build(cfg, info.image_shape, info.num_classes)
-    run_dir = runs.new_run_dir(cfg)
-    train.write_config(cfg, info, run_dir)
-    summary = train.run(cfg, arrays, info, model, run_dir)
-    assert summary["status"] == "completed"
-    return run_dir, model, arrays
+@pytest.fixture
+def tiny_run(cifar_run):
+    """LeNet5 trained 2 epochs on 10 CIFAR images per class through the CLI, callback included
+    (``cifar_run``, shared: read only); its run folder, the trained model and the arrays."""
+    assert json.loads((cifar_run.run_dir / "summary.json").read_text())["status"] == "completed"
+    return cifar_run.run_dir, cifar_run.model, cifar_run.arrays
 
 
 def _model(seed=0, **kwargs):
@@ -279,11 +273,16 @@ def test_tiny_run_writes_the_callback_outputs(tiny_run):
             ("activations", "scalars"), ("filters", "images")} <= kinds
 
 
-def test_no_visualize_writes_none_of_it(small_config):
-    cfg = small_config(ntrain=10, ntest=2, visualize=False)
-    arrays, info = data.load_arrays(cfg)
-    run_dir = runs.new_run_dir(cfg)
-    train.run(cfg, arrays, info, models.build(cfg, info.image_shape, info.num_classes), run_dir)
+def test_no_visualize_writes_none_of_it(small_config, tmp_path, cli):
+    images = _images(4)
+    assert callbacks.for_run(small_config(visualize=False), tmp_path, images) == []
+    (callback,) = callbacks.for_run(small_config(), tmp_path, images)
+    assert isinstance(callback, callbacks.Visualization) and callback.out_dir == tmp_path
+
+    done = cli("tf_assign2.cifar", "--ntrain", "10", "--ntest", "2", "--epochs", "1", "--no-visualize", "--no-export",
+               "--runs-dir", tmp_path / "runs")
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
     assert not (run_dir / "filters.png").exists() and not (run_dir / "activation_stats.json").exists()
     assert not (run_dir / "tensorboard" / "visualization").exists()
 
@@ -291,10 +290,10 @@ def test_no_visualize_writes_none_of_it(small_config):
 # --------------------------------------------------------------------------- the command line
 
 
-def test_visualize_cli_writes_every_file(tiny_run, tmp_path):
-    run_dir, _, _ = tiny_run
-    done = run_cli("tf_assign2.visualize", str(run_dir), "--out", str(tmp_path / "v"), "--maps", "4",
-                   "--stride", "4", "--images", "0", "7")
+def test_visualize_cli_writes_every_file(tiny_run, tmp_path, cli):
+    run_dir = copy_run(tiny_run[0], tmp_path / "runs")  # without --out it writes into the run
+    done = cli("tf_assign2.visualize", run_dir, "--out", tmp_path / "v", "--maps", "4",
+               "--stride", "4", "--images", "0", "7")
     assert done.returncode == 0, done.stderr
     assert "conv1: mean" in done.stdout
     written = {p.name for p in (tmp_path / "v").iterdir()}
@@ -305,7 +304,7 @@ def test_visualize_cli_writes_every_file(tiny_run, tmp_path):
     assert info["maps"] and len(info["maps"]) == 4 and [o["image"] for o in info["occlusion"]] == [0, 7]
     assert info["receptive_field"] == 14
 
-    default = run_cli("tf_assign2.visualize", str(run_dir), "--layer", "conv1", "--stride", "7")
+    default = cli("tf_assign2.visualize", run_dir, "--layer", "conv1", "--stride", "7")
     assert default.returncode == 0, default.stderr
     (out,) = run_dir.glob("visualize-*")
     assert (out / "top9_conv1.png").is_file() and (out / "deconv_conv1.png").is_file()
@@ -317,20 +316,20 @@ def test_visualize_cli_writes_every_file(tiny_run, tmp_path):
     (("--images", "5000"), "the test split has 50 images"),
     (("--maps", "0"), "expected an integer >= 1"),
 ])
-def test_visualize_bad_input(tiny_run, tmp_path, args, message):
+def test_visualize_bad_input(tiny_run, tmp_path, cli, args, message):
     run_dir, _, _ = tiny_run
-    done = run_cli("tf_assign2.visualize", str(run_dir), "--out", str(tmp_path / "v"), *args)
+    done = cli("tf_assign2.visualize", run_dir, "--out", tmp_path / "v", *args)
     assert done.returncode == 2, done.stdout + done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in done.stderr
     assert not (tmp_path / "v").exists()
 
 
-def test_visualize_needs_a_finished_run(tmp_path):
-    done = run_cli("tf_assign2.visualize", str(tmp_path))
+def test_visualize_needs_a_finished_run(tmp_path, cli):
+    done = cli("tf_assign2.visualize", tmp_path)
     assert done.returncode == 2 and "not a run directory" in done.stderr
     (tmp_path / "config.json").write_text("{}")
-    done = run_cli("tf_assign2.visualize", str(tmp_path))
+    done = cli("tf_assign2.visualize", tmp_path)
     assert done.returncode == 2 and "no model.keras" in done.stderr
 
 
