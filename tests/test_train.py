@@ -8,12 +8,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import backed_up_epochs, keep_trained_models
+from conftest import keep_trained_models
 
 from tf_assign2 import data
 from tf_assign2.analysis import evaluation
 from tf_assign2.training import plan as plans
-from tf_assign2.training.callbacks import read_history
+from tf_assign2.training.callbacks import latest_intact, read_history
 from tf_assign2.training.fused_adam import FusedAdam
 from tf_assign2.training.losses import starter_cross_entropy
 from tf_assign2.training.trainer import Trainer, recorded_plan
@@ -92,7 +92,7 @@ def test_interrupted_run_resumes_at_the_next_epoch(small_config):
     summary = trainer.run(run_dir, extra_callbacks=[InterruptAt(2)])
     assert summary["status"] == "interrupted" and summary["epochs_completed"] == 2
     assert not (run_dir / "saved_model").exists()
-    assert backed_up_epochs(run_dir / "backup") == 2
+    assert latest_intact(run_dir / "backup") == 2  # the epoch --resume continues from
 
     keras.backend.clear_session()
     resumed = Trainer(cfg, arrays, info, plan=recorded_plan(run_dir))  # as --resume makes it
