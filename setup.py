@@ -35,11 +35,11 @@ setup(
         "console_scripts": [
             "tf-assign2-cifar=tf_assign2.cifar:main",
             "tf-assign2-mnist=tf_assign2.mnist:main",
-            "tf-assign2-evaluate=tf_assign2.cli:evaluate_main",
+            "tf-assign2-evaluate=tf_assign2.evaluate:main",
             "tf-assign2-tune=tf_assign2.tune:main",
-            "tf-assign2-sweep=tf_assign2.sweep:console_main",
-            "tf-assign2-report=tf_assign2.report:console_main",
-            "tf-assign2-visualize=tf_assign2.visualize:console_main",
+            "tf-assign2-sweep=tf_assign2.sweep:main",
+            "tf-assign2-report=tf_assign2.report:main",
+            "tf-assign2-visualize=tf_assign2.visualize:main",
         ]
     },
 )
