@@ -185,6 +185,29 @@ def test_evaluate_rejects_data_the_model_does_not_fit(cifar_run, data_root, tmp_
     assert not list(run_dir.glob("eval-*"))
 
 
+# --------------------------------------------------------------------------- the entry points
+
+
+def test_every_console_script_names_a_main_that_answers_help(capsys):
+    """setup.py's console scripts (tf-assign2-cifar ...) call ``module:function()``; each must exist."""
+    import ast
+    import importlib
+
+    from conftest import ROOT
+
+    scripts = [node.value for node in ast.walk(ast.parse((ROOT / "setup.py").read_text()))
+               if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("tf-assign2-")]
+    names = {script.split("=")[0] for script in scripts}
+    assert names >= {f"tf-assign2-{n}" for n in ("cifar", "mnist", "evaluate", "tune", "sweep", "report", "visualize")}
+    for script in scripts:
+        name, target = script.split("=")
+        module, function = target.split(":")
+        main = getattr(importlib.import_module(module), function)
+        with pytest.raises(SystemExit) as done:
+            main(["--help"])
+        assert done.value.code == 0, script
+        assert "usage: python -m tf_assign2." in capsys.readouterr().out, script
+
 # --------------------------------------------------------------------------- the entry points as processes
 
 
