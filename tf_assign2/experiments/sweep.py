@@ -260,17 +260,24 @@ def run_sweep(sweep, out, train, flags=(), overrides=None):
     """
     out = Path(out)
     planned = plan(sweep, out, overrides)
+    create_out(out)
+    with runs.owned(out, "sweep folder"):  # one sweep command per folder at a time
+        return _run_entries(sweep, out, train, flags, planned)
+
+
+def create_out(out):
+    """Make the sweep folder (``--out``), or say in one line why it cannot be made."""
+    out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"--out {out}: cannot create it ({e.strerror or e})") from None
-    with runs.owned(out, "sweep folder"):  # one sweep command per folder at a time
-        return _run_entries(sweep, out, train, flags, planned)
 
 
-def _run_entries(sweep, out, train, flags, planned):
+def prepare_out(sweep, out, planned, flags):
+    """Check that ``out`` may hold this sweep, write configs/<entry>.yaml and sweep.json; returns the state."""
     import yaml
 
     state = check_out(out, sweep, planned)
@@ -280,22 +287,45 @@ def _run_entries(sweep, out, train, flags, planned):
                           f"# sweep {sweep['name']} ({sweep['file']}), entry {entry['name']}\n"
                           + yaml.safe_dump(entry["values"], sort_keys=False))
     write_state(out, sweep, planned, state, flags)
+    return state
+
+
+def entry_command(out, name, flags):
+    """How to run an entry now: ``(latest run, its status, argv)`` for the training command line.
+
+    ``argv`` is None when the latest run finished (completed or diverged: it is not run again),
+    ``--resume RUN`` when it was interrupted or killed, else ``--config configs/<entry>.yaml`` and the
+    sweep's flags. The run folders are the state, so this holds after a SIGKILL and on any machine.
+    """
+    made = entry_runs(out, name)
+    status = run_status(made[-1]) if made else None
+    if status in FINISHED:
+        return made[-1], status, None
+    if made:
+        return made[-1], status, ["--resume", str(made[-1])]
+    return None, None, ["--config", str(Path(out) / "configs" / f"{name}.yaml"), *flags]
+
+
+def entry_line(head, task, run, status, argv):
+    """The line printed before an entry: skipped, resumed or the command that starts it."""
+    if argv is None:
+        return f"{head}: {status} earlier ({run}), skipped"
+    if run is not None:
+        return f"{head}: resuming {run}"
+    return f"{head}: python -m tf_assign2.{task} {' '.join(argv)}"
+
+
+def _run_entries(sweep, out, train, flags, planned):
+    state = prepare_out(sweep, out, planned, flags)
     code, clock = 0, Progress(sum(1 for e in planned if not _finished(out, e["name"])))
     try:
         for i, entry in enumerate(planned, 1):
             name = entry["name"]
-            made = entry_runs(out, name)
-            status = run_status(made[-1]) if made else None
+            run, status, argv = entry_command(out, name, flags)
             head = f"[{i}/{len(planned)}] {name}"
-            if status in FINISHED:
-                print(f"{head}: {status} earlier ({made[-1]}), skipped", flush=True)
+            print(entry_line(head, sweep["task"], run, status, argv), flush=True)
+            if argv is None:
                 continue
-            if made:
-                argv = ["--resume", str(made[-1])]
-                print(f"{head}: resuming {made[-1]}", flush=True)
-            else:
-                argv = ["--config", str(out / "configs" / f"{name}.yaml"), *flags]
-                print(f"{head}: python -m tf_assign2.{sweep['task']} {' '.join(argv)}", flush=True)
             started = time.perf_counter()
             result = train(sweep["task"], argv)
             _release_memory()
@@ -307,6 +337,15 @@ def _run_entries(sweep, out, train, flags, planned):
                 break
     except KeyboardInterrupt:
         code = 130
+    finish(out, sweep, planned, state, flags)
+    if code == 130:
+        print(f"interrupted: re-run the same command to continue (python -m tf_assign2.sweep {sweep['file']}"
+              f" --out {out})", file=sys.stderr)
+    return code
+
+
+def finish(out, sweep, planned, state, flags):
+    """sweep.json, results.csv, results.md, overlay.png as they stand, and the one-line count; returns the rows."""
     write_state(out, sweep, planned, state, flags)
     rows = write_results(out, sweep, planned)
     counts = {}
@@ -314,10 +353,7 @@ def _run_entries(sweep, out, train, flags, planned):
         counts[row["status"]] = counts.get(row["status"], 0) + 1
     print(f"sweep {sweep['name']}: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + f"; results in {out}/results.md",
           flush=True)
-    if code == 130:
-        print(f"interrupted: re-run the same command to continue (python -m tf_assign2.sweep {sweep['file']}"
-              f" --out {out})", file=sys.stderr)
-    return code
+    return rows
 
 
 def _finished(out, name):
