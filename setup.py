@@ -30,6 +30,10 @@ setup(
     extras_require={
         "test": ["pytest", "hypothesis", "ruff"],
         "gpu": ["tensorflow[and-cuda]>=2.16"],
+        # ONNX and LiteRT files beside the SavedModel (python -m tf_assign2.export; training runs write
+        # them when these are installed) and the runtimes evaluate runs them on. LiteRT conversion is
+        # TensorFlow's own; without ai-edge-litert, .tflite files run on the deprecated tf.lite.
+        "export": ["tf2onnx>=1.16", "onnx", "onnxruntime", "ai-edge-litert"],
     },
     entry_points={
         "console_scripts": [
@@ -40,6 +44,7 @@ setup(
             "tf-assign2-sweep=tf_assign2.sweep:main",
             "tf-assign2-report=tf_assign2.report:main",
             "tf-assign2-visualize=tf_assign2.visualize:main",
+            "tf-assign2-export=tf_assign2.export:main",
         ]
     },
 )

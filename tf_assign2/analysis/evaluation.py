@@ -1,11 +1,12 @@
-"""Evaluate an exported SavedModel on a test split, with no project model code (CLI: ``cli.evaluate``).
+"""Evaluate an exported model on a test split, with no project model code (CLI: ``cli.evaluate``).
 
     python -m tf_assign2.evaluate runs/<run>            # the run's own data settings
     python -m tf_assign2.evaluate path/to/saved_model --dataset mnist --data-dir DIR
+    python -m tf_assign2.evaluate runs/<run>/model.onnx  # or model.tflite
 
-The model is loaded with ``tf.saved_model.load`` only, so this is exactly what a user
-holding just the ``saved_model/`` folder can do. Writes ``eval.json`` and
-``confusion_matrix.png`` into a new ``eval-<timestamp>/`` folder of the run.
+A SavedModel is loaded with ``tf.saved_model.load`` only, ``model.onnx`` with ONNX Runtime and
+``model.tflite`` with LiteRT, so this is exactly what a user holding just that file can do.
+Writes ``eval.json`` and ``confusion_matrix.png`` into a new ``eval-<timestamp>/`` folder of the run.
 """
 
 from pathlib import Path
@@ -25,6 +26,42 @@ def saved_model_path(path):
     if (path / "config.json").is_file():
         raise UsageError(f"{path}: this run has no saved_model/ (did it diverge or get interrupted?)")
     raise UsageError(f"{path}: not a run directory or a SavedModel (no saved_model.pb)")
+
+
+EXPORT_SUFFIXES = {".onnx": "onnx", ".tflite": "litert"}
+
+
+def model_path(path):
+    """A run directory, a SavedModel directory, or a ``.onnx`` / ``.tflite`` file -> (path, format)."""
+    path = Path(path)
+    if path.suffix in EXPORT_SUFFIXES and not path.is_dir():
+        if not path.is_file():
+            raise UsageError(f"{path}: no such file")
+        return path, EXPORT_SUFFIXES[path.suffix]
+    return saved_model_path(path), "saved_model"
+
+
+def load_model(path, fmt):
+    """(serving function: float batch -> probabilities, input shape, num classes) of any export."""
+    if fmt == "saved_model":
+        serve, input_shape, num_classes, loaded = load_serving_function(path)
+
+        def call(batch, _keep=loaded):  # the loaded object owns the variables: keep it alive with the function
+            return serve(batch)
+
+        return call, input_shape, num_classes
+    from tf_assign2.training import export
+
+    runtime = export.RUNTIMES[fmt] if fmt == "onnx" else ()  # LiteRT falls back to tf.lite
+    missing = export.missing_modules(runtime)
+    if missing:
+        raise UsageError(f"{path}: running it needs {' and '.join(missing)} (pip install -e .[export])")
+    try:
+        runner = export.load_runner(path)
+    except Exception as e:  # a damaged or foreign file: each runtime has its own error types
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise UsageError(f"{path}: cannot load {fmt} model ({first})") from None
+    return runner, runner.input_shape, runner.num_classes
 
 
 def load_serving_function(path):
@@ -53,7 +90,7 @@ def predict(serve, images, batch_size=500):
     for start in range(0, len(images), batch_size):
         batch = tf.constant(images[start : start + batch_size], dtype=tf.float32) / 255.0
         try:
-            outputs.append(serve(batch).numpy())
+            outputs.append(np.asarray(serve(batch)))
         except tf.errors.OpError as e:  # variables that load but cannot be read (a damaged variables file)
             raise UsageError(f"the SavedModel cannot run ({str(e).splitlines()[0][:200]})") from None
     return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)

@@ -1,4 +1,5 @@
-"""``python -m tf_assign2.evaluate RUN_OR_SAVED_MODEL``: test accuracy, loss and confusion matrix of an export."""
+"""``python -m tf_assign2.evaluate RUN_OR_EXPORT``: test accuracy, loss and confusion matrix of an export
+(a run's SavedModel, a SavedModel folder, or a model.onnx / model.tflite file)."""
 
 from pathlib import Path
 
@@ -10,9 +11,10 @@ from tf_assign2.cli import ArgumentParser, add_data_flags, check_data_location, 
 def parser():
     p = ArgumentParser(
         prog="python -m tf_assign2.evaluate",
-        description="Evaluate an exported SavedModel (a run directory or a saved_model/ folder) on a test split.",
+        description="Evaluate an exported model (a run directory, a saved_model/ folder, or a model.onnx or "
+        "model.tflite file) on a test split.",
     )
-    p.add_argument("path", help="run directory or SavedModel directory")
+    p.add_argument("path", help="run directory, SavedModel directory, or .onnx / .tflite file")
     add_data_flags(p)
     p.add_argument("--out", default=None, help="folder for eval.json and confusion_matrix.png "
                    "(default: a new eval-<timestamp>/ in the run directory)")
@@ -23,7 +25,7 @@ def evaluate(argv=None):
     args = parser().parse_args(argv)
     from tf_assign2.analysis import evaluation as ev
 
-    model_dir = ev.saved_model_path(args.path)
+    model_dir, fmt = ev.model_path(args.path)
     run_dir = model_dir.parent if runs.is_run_dir(model_dir.parent) else None
     if run_dir is not None:  # the run's own data settings, data flags override them
         cfg = settings.from_dict({**runs.read_json(run_dir / "config.json"), **flag_values(args)},
@@ -35,13 +37,15 @@ def evaluate(argv=None):
 
     from tf_assign2 import data, figures
 
-    serve, input_shape, num_classes, _ = ev.load_serving_function(model_dir)
+    serve, input_shape, num_classes = ev.load_model(model_dir, fmt)
     test_x, test_y, info = data.load_test_split(cfg)
     ev.check_compatible(model_dir, input_shape, num_classes, info)
     result = ev.evaluate(serve, test_x, test_y, num_classes)
     out = Path(args.out) if args.out else runs.timestamped_subdir(run_dir or model_dir.parent, "eval")
     out.mkdir(parents=True, exist_ok=True)
-    result.update({"saved_model": str(model_dir), "dataset": info.dataset, "data_location": info.location})
+    result.update({"model": str(model_dir), "format": fmt, "dataset": info.dataset, "data_location": info.location})
+    if fmt == "saved_model":
+        result["saved_model"] = str(model_dir)
     if run_dir is not None and (run_dir / "summary.json").is_file():
         result["run_test_accuracy"] = runs.read_json(run_dir / "summary.json").get("test_accuracy")
     runs.write_json(out / "eval.json", result)
