@@ -203,6 +203,7 @@ def test_resume_continues_without_rerunning_finished_trials(data_root, tmp_path,
     assert [r["trial_id"] for r in _rows(project)] == ["0"]
 
 
+@pytest.mark.slow  # four models: three trials and a retrain
 def test_diverged_trials_are_failed_and_an_all_failed_search_exits_1(data_root, tmp_path, capsys):
     mixed = tmp_path / "mixed.yaml"
     mixed.write_text("lr: [1.0e-3, 10.0]\noptimizer: sgd\n")

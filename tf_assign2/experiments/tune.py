@@ -658,7 +658,9 @@ def _search(search, base, space):
                        search.max_trials, search.initial_points, search.factor)
     if search.tuner != "hyperband":  # Hyperband's number of trials follows from its brackets
         hypermodel.total = search.max_trials
-    hypermodel.done_before = sum(t.status in ("COMPLETED", "FAILED", "INVALID") for t in tuner.oracle.trials.values())
+    if search.role != "worker":  # a worker's oracle is keras-tuner's gRPC OracleClient, which has no trial list
+        hypermodel.done_before = sum(t.status in ("COMPLETED", "FAILED", "INVALID")
+                                     for t in tuner.oracle.trials.values())
     started = time.perf_counter()
     # Only the train and validation splits go to the search: the test split is never seen.
     fit_data = (arrays.train_x, arrays.train_y, arrays.val_x, arrays.val_y)
