@@ -106,6 +106,7 @@ def test_ctrl_c_stops_cleanly_and_marks_the_run_interrupted(tmp_path, cli):
     assert again.returncode == 2 and "already completed" in again.stderr
 
 
+@pytest.mark.slow  # two runs of six steps
 def test_deterministic_runs_have_identical_histories(tmp_path, cli):
     """Two runs one after the other in this process (the SIGKILL test compares two processes)."""
     args = ("--ntrain", "20", "--ntest", "5", "--epochs", "2", "--deterministic", "--seed", "3", "--no-visualize",

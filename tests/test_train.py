@@ -87,7 +87,7 @@ class InterruptAt(keras.callbacks.Callback):
 
 
 def test_interrupted_run_resumes_at_the_next_epoch(small_config):
-    cfg = small_config(ntrain=10, epochs=3, test_curve=False)
+    cfg = small_config(ntrain=10, epochs=3, test_curve=False, export=False)
     arrays, info, trainer, run_dir = _setup(cfg)
     summary = trainer.run(run_dir, extra_callbacks=[InterruptAt(2)])
     assert summary["status"] == "interrupted" and summary["epochs_completed"] == 2
@@ -131,7 +131,7 @@ def test_steps_follow_the_starter_counting(small_config):
     assert small_config(training_iters=1000, batch_size=128).total_steps() == 7
     assert small_config(training_iters=1024, batch_size=128).total_steps() == 7
     assert small_config(training_iters=1025, batch_size=128).total_steps() == 8
-    cfg = small_config(steps=7, batch_size=16, display_step=5, test_curve=False)
+    cfg = small_config(steps=7, batch_size=16, display_step=5, test_curve=False, export=False)
     arrays, info, trainer, run_dir = _setup(cfg)
     counter = []
     count = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: counter.append(batch))
@@ -156,7 +156,7 @@ def test_steps_per_execution_divides_the_epoch(small_config):
 
 @pytest.mark.slow
 def test_steps_per_execution_divides_the_epoch_in_a_run(small_config):
-    cfg = small_config(epochs=2, batch_size=10, steps_per_execution=16, test_curve=False)
+    cfg = small_config(epochs=2, batch_size=10, steps_per_execution=16, test_curve=False, export=False)
     arrays, info, trainer, run_dir = _setup(cfg)
     summary, model = _run(trainer, run_dir)
     steps_per_epoch = data.steps_per_epoch(len(arrays.train_y), cfg.batch_size)
@@ -165,7 +165,7 @@ def test_steps_per_execution_divides_the_epoch_in_a_run(small_config):
 
 
 def test_no_validation_split(small_config):
-    cfg = small_config(val_split=0, ntrain=10, epochs=2)  # 100 training images: two steps per epoch
+    cfg = small_config(val_split=0, ntrain=10, epochs=2, export=False)  # 100 training images: two steps per epoch
     arrays, info, trainer, run_dir = _setup(cfg)
     summary = trainer.run(run_dir)
     assert summary["status"] == "completed" and summary["best_val_accuracy"] is None
