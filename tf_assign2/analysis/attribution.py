@@ -95,12 +95,13 @@ def _gradient_fn(model):
 
     fn = _GRADIENT_FNS.get(model)
     if fn is None:
+        ref = weakref.ref(model)  # a strong reference in the value would keep the key alive for ever
 
         @tf.function(reduce_retracing=True)
         def fn(images, targets):
             with tf.GradientTape() as tape:
                 tape.watch(images)
-                logits = tf.cast(model(images, training=False), tf.float32)
+                logits = tf.cast(ref()(images, training=False), tf.float32)
                 score = tf.gather(logits, targets, batch_dims=1)
             return tape.gradient(score, images), score
 
