@@ -48,6 +48,7 @@ def test_markdown_prints_the_goals_ratios():
                   "train_images": 9000},
     }
     memory = {"command": "python -m tf_assign2.cifar --epochs 10", "peak_rss_mb": 812.3, "images_per_sec": 140.0,
+              "wall_seconds": 52.0, "step_seconds": 40.0, "wall_over_steps": 1.3,
               "test_accuracy": 0.53}
     text = bench.markdown({**_results(lenet, rnn, tta, memory), "lenet_optimizer_ms": 3.64})
     assert "| our trainer / TF1 loop, LeNet5 batch 50 | 1.50x | >= 1.3x |" in text
@@ -62,7 +63,7 @@ def test_markdown_prints_the_goals_ratios():
     assert "time to 0.50 test accuracy, cifar LeNet5 | 42.0 s (epoch 6) |" in text
     assert "not reached in 1 epoch (best 0.900)" in text
     assert "PNG decode of the 11,000 CIFAR images (fresh process) | 0.90 s | <= 1 s |" in text
-    assert "| `python -m tf_assign2.cifar --epochs 10` | 812 MB | 140 | 0.530 |" in text
+    assert "| `python -m tf_assign2.cifar --epochs 10` | 52.0 | 40.0 | 1.30x | 812 MB | 140 | 0.530 |" in text
     assert "Machine: Test CPU, 2 cores, GPU: none" in text
     assert "## Summary: the speed goals and what was measured" in text
     assert "`python -m benchmarks.bench --quick`" in text
