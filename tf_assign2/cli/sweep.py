@@ -1,10 +1,13 @@
-"""``python -m tf_assign2.sweep FILE``: every entry of a sweep file as a normal training run (``experiments.sweep``)."""
+"""``python -m tf_assign2.sweep FILE``: every entry of a sweep file as a normal training run (``experiments.sweep``);
+with ``--chief``/``--worker``, one sweep over several machines (``experiments.sweep_cluster``)."""
 
+import os
 from pathlib import Path
 
 from tf_assign2.cli import ArgumentParser, flag_values, positive_int, run_cli, start_tensorflow, training_parser
 from tf_assign2.cli.train import train
 from tf_assign2.errors import UsageError
+from tf_assign2.experiments import sweep_cluster
 from tf_assign2.experiments.sweep import (
     MAX_ENTRIES,
     check_out,
@@ -15,6 +18,7 @@ from tf_assign2.experiments.sweep import (
     run_status,
     run_sweep,
 )
+from tf_assign2.experiments.tune import distribution
 
 NOT_WITH_A_SWEEP = ("--runs-dir", "--resume", "--config")
 
@@ -30,6 +34,13 @@ def parser():
     p.add_argument("--dry-run", action="store_true", help="check the sweep and list its entries; run nothing")
     p.add_argument("--max-entries", type=positive_int, default=MAX_ENTRIES,
                    help=f"refuse sweeps with more entries than this ({MAX_ENTRIES})")
+    g = p.add_argument_group(
+        "several machines (keras-tuner chief/worker over gRPC; --out on a filesystem every machine shares)")
+    g.add_argument("--chief", metavar="HOST:PORT", default=None,
+                   help="the chief's address; alone: run as the chief, which hands out the entries and writes the "
+                        "results (bind a private address, e.g. 10.0.0.1:8000, or 127.0.0.1 with SSH tunnels)")
+    g.add_argument("--worker", metavar="ID", default=None,
+                   help="run as a worker with this ID (e.g. w0): train the entries the chief hands out")
     return p
 
 
@@ -47,6 +58,7 @@ def sweep(argv=None):
     loaded = load_sweep(args.sweep_file, args.max_entries)
     out = Path(args.out) if args.out else default_out(loaded)
     overrides = training_overrides(loaded["task"], flags)
+    role, env = distribution(args.chief, args.worker)
     if args.dry_run:
         planned = plan(loaded, out, overrides)
         check_out(out, loaded, planned)
@@ -58,7 +70,12 @@ def sweep(argv=None):
         print(f"{len(planned)} entries; outputs in {out}")
         return 0
     start_tensorflow()  # import it quietly now; each run seeds it again
-    return run_sweep(loaded, out, train, flags, overrides)
+    if role == "standalone":
+        return run_sweep(loaded, out, train, flags, overrides)
+    os.environ.update(env)  # keras-tuner reads its KERASTUNER_* variables
+    if role == "chief":
+        return sweep_cluster.run_chief(loaded, out, flags, overrides)
+    return sweep_cluster.run_worker(loaded, out, train, flags, overrides)
 
 
 def main(argv=None):

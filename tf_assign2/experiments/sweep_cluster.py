@@ -1,0 +1,575 @@
+"""One sweep over several machines: keras-tuner's oracle hands out the entries, workers train them.
+
+    # machine A, the chief: serves the entries, trains nothing, writes the results at the end
+    python -m tf_assign2.sweep SWEEP.yaml --out /shared/sweeps/x --chief 10.0.0.1:8000
+    # machines B, C, ...: one worker each (unique IDs), the same command otherwise
+    python -m tf_assign2.sweep SWEEP.yaml --out /shared/sweeps/x --chief 10.0.0.1:8000 --worker w0
+
+The sweep folder is on a filesystem every machine mounts at the same path; it is the state, as
+for a one-machine sweep (``experiments.sweep``): every entry is trained by the training command
+line's own function into ``runs/<entry>/<run>/``, resumed from its backup if its run was
+interrupted, skipped if it finished. Beside it, ``cluster/`` holds what the cluster adds:
+
+    cluster/oracle.json, trial_*/    keras-tuner's project: which entry went to which worker ID, results
+    cluster/cluster.json             the sweep's ID (a worker of another folder is refused), the chief's address
+    cluster/timeline.csv             every hand-out, return and result with time and worker ID
+    cluster/workers/<ID>/.lock       held by each running worker: the chief's way to see that it is alive
+
+The chief serves ``SweepOracle`` (a ``keras_tuner.Oracle``) over keras-tuner's own gRPC service
+(its ``OracleServicer``); the workers are ``keras_tuner`` tuners whose ``run_trial`` trains one
+entry, talking to it through keras-tuner's ``OracleClient``. A trial is one entry: its one
+hyperparameter, ``entry``, is a ``Choice`` of the entry names; its objective is the test
+accuracy (a diverged entry is a result: a completed trial scored -inf).
+
+Why an oracle of ours rather than ``GridSearch`` over that Choice: keras-tuner 1.4's grid oracle
+keeps its place in the grid (``_populate_next``) outside its saved state, so a restarted chief
+hands out only the entries that were running and then stops, and it hands a running entry to
+the next worker that asks even while its first worker still trains it. ``SweepOracle`` hands
+out the entries in the sweep's order and derives everything from the saved trials and the run
+folders.
+
+Faults:
+
+* A worker killed mid-entry: keras-tuner keeps the entry as that worker ID's ongoing trial and
+  gives it back when a worker with the same ID asks again; the run resumes from its backup. A
+  worker with another ID that asks for work takes it over once the dead worker's lock is free
+  (the kernel frees it with the process; NFS when the lease of a dead machine ends).
+* A chief killed and started again reloads keras-tuner's project from ``cluster/``: finished
+  entries stay finished, running ones stay with their workers (whose calls wait for the chief,
+  up to keras-tuner's hour), the others are handed out as before.
+* A finished entry is never trained again: the worker looks at the entry's run folder first,
+  under the entry's lock (``runs/<entry>/.lock``), so two workers never train one entry at once;
+  the run folder's own lock (``runs.owned``) refuses a second resume too.
+
+The oracle has no authentication: whoever reaches its port can take or report entries. Bind it
+to a private interface, or to 127.0.0.1 with SSH tunnels (docs/experiments.md).
+"""
+
+import contextlib
+import csv
+import datetime
+import fcntl
+import functools
+import io
+import json
+import math
+import os
+import re
+import socket
+import sys
+import time
+import uuid
+import warnings
+from pathlib import Path
+
+from tf_assign2 import runs
+from tf_assign2.errors import UsageError
+from tf_assign2.experiments import sweep as sweeps
+from tf_assign2.experiments.tune import ORACLE_IP, ORACLE_PORT, TUNER_ID
+
+CLUSTER = "cluster"  # out/cluster: keras-tuner's project and the cluster's own files
+OBJECTIVE = "test_accuracy"
+CHIEF_POLL_SECONDS = 0.5  # how often the chief looks whether the sweep is done and its workers gone
+IDLE_SECONDS = 2.0  # a worker asks again this often while the last entries are trained elsewhere
+RECONNECT_MS = 5000  # a worker's longest wait between tries to reach a (re)starting chief (gRPC's own: 120 s)
+NEVER = 2**31  # keras-tuner stops after this many consecutive failed trials (default 3)
+TIMELINE_COLUMNS = ("time", "event", "entry", "worker", "trial", "detail")
+
+
+# --------------------------------------------------------------------------- liveness of workers
+
+
+def worker_lock(cluster, worker):
+    """The folder whose ``.lock`` a running worker holds (``runs.owned``)."""
+    return Path(cluster) / "workers" / worker
+
+
+def is_alive(cluster, worker):
+    """Whether a process holds ``worker``'s lock: a worker holds it from before it first asks for an
+    entry until it exits, and the kernel frees it when the process dies (however it dies)."""
+    path = worker_lock(cluster, worker) / runs.LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return False  # never started (or its folder removed): nothing will report for it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # frees the probe's lock at once
+    return False
+
+
+def live_workers(cluster):
+    folder = Path(cluster) / "workers"
+    names = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    return [name for name in names if is_alive(cluster, name)]
+
+
+@contextlib.contextmanager
+def hold_worker_id(cluster, worker, tries=10):
+    """Hold ``worker``'s lock for this process; another live process with the same ID is refused.
+
+    A chief that is probing the lock at this instant holds it for microseconds: try a few times.
+    """
+    folder = worker_lock(cluster, worker)
+    folder.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        for attempt in range(tries):
+            try:
+                stack.enter_context(runs.owned(folder, "worker ID"))
+                break
+            except UsageError as e:
+                if "in use" not in str(e) or attempt == tries - 1:
+                    raise UsageError(f"--worker {worker}: {e}; give each worker its own ID") from None
+                time.sleep(0.1)
+        yield
+
+
+# --------------------------------------------------------------------------- the chief's oracle
+
+
+@functools.cache
+def oracle_class():
+    """``SweepOracle``, made on first use so that this module loads without keras-tuner (TensorFlow)."""
+    import keras_tuner
+    from keras_tuner.engine.trial import TrialStatus
+
+    class SweepOracle(keras_tuner.Oracle):
+        """Hands out a sweep's entries, one trial each, in the sweep's order.
+
+        ``entries``: every entry name (the ``entry`` Choice); ``todo``: those to hand out (the
+        others had finished in their run folders when the chief started). ``cluster``: the
+        folder of the workers' locks; ``log(event, entry, worker, trial_id, detail)`` is told of
+        every hand-out and result.
+        """
+
+        def __init__(self, entries, todo, sweep_id, cluster, log=None):
+            super().__init__(objective=keras_tuner.Objective(OBJECTIVE, direction="max"),
+                             hyperparameters=self.space(entries, sweep_id), seed=1,
+                             max_retries_per_trial=0, max_consecutive_failed_trials=NEVER)
+            self.entries, self.todo, self.sweep_id = list(entries), list(todo), sweep_id
+            self.cluster = Path(cluster)
+            self.log = log or (lambda *args: None)
+            self.ended_here = set()  # entries whose trial ended since this chief started
+            self.handed_at = {}  # trial_id -> time.time() of its latest hand-out (kept across restarts)
+            self._restored = {}
+            self.verbose = 0  # our own lines instead of keras-tuner's tables
+
+        @staticmethod
+        def space(entries, sweep_id):
+            hp = keras_tuner.HyperParameters()
+            hp.Choice("entry", list(entries))
+            hp.Fixed("sweep_id", sweep_id)  # a worker started on another sweep folder sees it differs
+            return hp
+
+        def entry_of(self, trial):
+            return trial.hyperparameters.values.get("entry")
+
+        def populate_space(self, trial_id):
+            running = {self.entry_of(t) for t in self.ongoing_trials.values()}
+            for name in self.todo:
+                if name not in running and name not in self.ended_here:
+                    return {"status": TrialStatus.RUNNING, "values": {"entry": name, "sweep_id": self.sweep_id}}
+            # The last entries are being trained: wait, in case a worker dies and its entry comes back.
+            return {"status": TrialStatus.IDLE if self.ongoing_trials else TrialStatus.STOPPED, "values": None}
+
+        @keras_tuner.synchronized
+        def create_trial(self, tuner_id):
+            if tuner_id in self.ongoing_trials:  # keras-tuner gives a worker back its ongoing trial
+                trial = super().create_trial(tuner_id)
+                self.handed_at[trial.trial_id] = time.time()
+                self.log("again", self.entry_of(trial), tuner_id, trial.trial_id, "the same worker ID asked again")
+                return trial
+            for other, trial in list(self.ongoing_trials.items()):
+                if not is_alive(self.cluster, other):  # its worker is gone: this one takes the entry over
+                    del self.ongoing_trials[other]
+                    self.tuner_ids.discard(other)
+                    self.tuner_ids.add(tuner_id)
+                    self.ongoing_trials[tuner_id] = trial
+                    trial.status = TrialStatus.RUNNING
+                    self.save()
+                    self.handed_at[trial.trial_id] = time.time()
+                    self.log("taken over", self.entry_of(trial), tuner_id, trial.trial_id, f"from {other}, which is gone")
+                    return trial
+            trial = super().create_trial(tuner_id)
+            if trial.status == TrialStatus.RUNNING:
+                self.handed_at[trial.trial_id] = time.time()
+                self.log("start", self.entry_of(trial), tuner_id, trial.trial_id, "")
+            elif trial.status == TrialStatus.STOPPED:
+                self.log("stop", "", tuner_id, "", "no entries left")
+            return trial
+
+        @keras_tuner.synchronized
+        def end_trial(self, trial):
+            worker = next((w for w, t in self.ongoing_trials.items() if t.trial_id == trial.trial_id), "")
+            super().end_trial(trial)
+            trial = self.trials[trial.trial_id]
+            entry = self.entry_of(trial)
+            self.ended_here.add(entry)
+            since = self.handed_at.get(trial.trial_id)
+            took = f" in {time.time() - since:.0f} s" if since else ""  # since its (latest) hand-out
+            self.log("end", entry, worker, trial.trial_id, describe(trial) + took)
+
+        def score_trial(self, trial):
+            if trial.metrics.exists("diverged") and trial.metrics.get_last_value("diverged"):
+                trial.score, trial.best_step = float("-inf"), 0  # a result, ranked below every completed entry
+                return
+            super().score_trial(trial)
+
+        @keras_tuner.synchronized
+        def progress(self):
+            """(entries ended since this chief started, entries left to hand out or finish)."""
+            ended = sum(1 for name in self.todo if name in self.ended_here)
+            return ended, len(self.todo) - ended
+
+        @keras_tuner.synchronized
+        def done(self):
+            """Every entry to do has ended and no worker holds one."""
+            return not self.ongoing_trials and all(name in self.ended_here for name in self.todo)
+
+        # keras-tuner's state, written atomically (a chief killed mid-write leaves the previous file)
+
+        def save(self):
+            runs.write_atomic(self._get_oracle_fname(), json.dumps(self.get_state()))
+
+        def _save_trial(self, trial):
+            runs.write_atomic(Path(self._get_trial_dir(trial.trial_id)) / "trial.json", json.dumps(trial.get_state()))
+
+        def get_state(self):
+            return {**super().get_state(), "handed_at": self.handed_at}
+
+        def set_state(self, state):
+            super().set_state(state)
+            self._restored = dict(self.ongoing_trials)
+            self.handed_at = dict(state.get("handed_at", {}))
+
+        def reload(self):
+            """keras-tuner's reload queues the running trials for the next worker that asks; here
+            each stays with its worker ID, which reports it when done (or is taken over once dead)."""
+            super().reload()
+            self.ongoing_trials, self._retry_queue = self._restored, []
+            self.tuner_ids = set(self.ongoing_trials)
+            self.hyperparameters = self.space(self.entries, self.sweep_id)  # the sweep file may list new entries
+
+    return SweepOracle
+
+
+def describe(trial):
+    """'completed, test accuracy 0.4120' / 'diverged' from a trial's metrics."""
+    metrics = trial.metrics
+    if metrics.exists("diverged") and metrics.get_last_value("diverged"):
+        return "diverged"
+    if metrics.exists(OBJECTIVE):
+        value = metrics.get_last_value(OBJECTIVE)
+        if value is not None and math.isfinite(value):
+            return f"completed, test accuracy {value:.4f}"
+    return str(trial.status).lower()
+
+
+def serve(oracle, host, port, cluster, poll=CHIEF_POLL_SECONDS, on_progress=None):
+    """Serve ``oracle`` with keras-tuner's gRPC service until every entry has ended and every worker
+    has gone (a worker exits when told there is nothing left); ``on_progress(ended)`` after each end.
+
+    keras-tuner's own ``start_server`` waits for the worker IDs it has seen, checking every 20 s,
+    so one killed worker that never comes back would keep it forever; this loop asks the workers'
+    locks instead.
+    """
+    from concurrent import futures
+
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute.oracle_chief import OracleServicer
+
+    # No SO_REUSEPORT (gRPC's default on Linux): a second chief on the same port must fail, not share it.
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1), options=[("grpc.so_reuseport", 0)])
+    protos.get_service_grpc().add_OracleServicer_to_server(OracleServicer(oracle), server)
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    problem = port_problem(host, port)
+    if problem is None:
+        try:
+            problem = None if server.add_insecure_port(address) else "gRPC could not bind it"
+        except RuntimeError as e:
+            problem = str(e).split(";")[0]
+    if problem:
+        raise UsageError(f"--chief {host}:{port}: cannot listen there ({problem}; the port may be taken, or {host} "
+                         "not an address of this machine: 0.0.0.0 listens on all of them)")
+    server.start()
+    try:
+        seen = None
+        while True:
+            ended, _ = oracle.progress()
+            if ended != seen and on_progress is not None:
+                on_progress(ended)
+            seen = ended
+            if oracle.done() and not live_workers(cluster):
+                return
+            time.sleep(poll)
+    finally:
+        server.stop(grace=2)
+
+
+def port_problem(host, port):
+    """Why ``host:port`` cannot be listened on (None if it can), asked before gRPC, which logs to stderr."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM,
+                                                              flags=socket.AI_PASSIVE)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
+
+
+def cluster_record(cluster, sweep, host, port):
+    """cluster.json: the sweep's ID (kept across restarts of the chief) and the chief's address."""
+    path = Path(cluster) / "cluster.json"
+    record = runs.read_json(path) if path.is_file() else {}
+    record.update({"sweep": sweep["name"], "sweep_id": record.get("sweep_id") or uuid.uuid4().hex,
+                   "chief": f"{host}:{port}", "chief_process": f"{os.getpid()} on {socket.gethostname()}",
+                   "started": _now()})
+    runs.write_json(path, record)
+    return record
+
+
+def _now():
+    return datetime.datetime.now().isoformat(timespec="milliseconds")
+
+
+def timeline_logger(cluster, planned):
+    """A ``log`` for the oracle: one line to stdout and one row in cluster/timeline.csv per event."""
+    path = Path(cluster) / "timeline.csv"
+    position = {entry["name"]: i for i, entry in enumerate(planned, 1)}
+    if not path.is_file():
+        path.write_text(",".join(TIMELINE_COLUMNS) + "\n")
+
+    def log(event, entry, worker, trial_id, detail):
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerow([_now(), event, entry, worker, trial_id, detail])
+        with path.open("a") as f:
+            f.write(text.getvalue())
+        head = f"[{position[entry]}/{len(planned)}] {entry}" if entry in position else "chief"
+        lines = {"start": f"{head}: to worker {worker}",
+                 "again": f"{head}: to worker {worker} again (it was restarted)",
+                 "taken over": f"{head}: to worker {worker}, {detail}",
+                 "end": f"{head}: {detail} on worker {worker}",
+                 "stop": f"chief: worker {worker} told the sweep is done"}
+        print(lines.get(event, f"{head}: {event} {detail}"), flush=True)
+
+    return log
+
+
+def read_timeline(out):
+    """cluster/timeline.csv as a list of dicts (for people and tests)."""
+    path = Path(out) / CLUSTER / "timeline.csv"
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def run_chief(sweep, out, flags=(), overrides=None, poll=CHIEF_POLL_SECONDS):
+    """Serve the sweep's entries until all have ended and every worker has gone, then write the
+    results as a one-machine sweep does; returns the exit code (0 done, 130 interrupted).
+
+    The address is keras-tuner's ``KERASTUNER_ORACLE_IP``/``_PORT`` (set from ``--chief``).
+    """
+    out = Path(out)
+    host, port = os.environ[ORACLE_IP], os.environ[ORACLE_PORT]
+    planned = sweeps.plan(sweep, out, overrides)
+    sweeps.create_out(out)
+    with runs.owned(out, "sweep folder"):  # one chief (or one-machine sweep) per folder
+        state = sweeps.prepare_out(sweep, out, planned, flags)
+        cluster = out / CLUSTER
+        cluster.mkdir(exist_ok=True)
+        record = cluster_record(cluster, sweep, host, port)
+        names = [entry["name"] for entry in planned]
+        todo = [name for name in names if not sweeps._finished(out, name)]
+        oracle = oracle_class()(names, todo, record["sweep_id"], cluster, timeline_logger(cluster, planned))
+        oracle._set_project_dir(str(out), CLUSTER)  # keras-tuner's project: out/cluster/
+        if (cluster / "oracle.json").is_file():
+            oracle.reload()
+            held = ", ".join(f"{oracle.entry_of(t)} ({w})" for w, t in oracle.ongoing_trials.items())
+            print(f"chief: continuing the sweep in {out}" + (f"; with workers: {held}" if held else ""), flush=True)
+        oracle.save()
+        print(f"chief: serving the oracle on {host}:{port}: {len(todo)} of {len(names)} entries to run "
+              f"(sweep {sweep['name']}, folder {out})", flush=True)
+
+        def on_progress(ended):  # as a one-machine sweep does after each entry
+            if ended:
+                sweeps.write_state(out, sweep, planned, state, flags)
+                sweeps.write_results(out, sweep, planned)
+
+        try:
+            with warnings.catch_warnings():
+                # A diverged entry reports a NaN test accuracy, over which keras-tuner's nanmax warns.
+                warnings.filterwarnings("ignore", "All-NaN", RuntimeWarning)
+                serve(oracle, host, port, cluster, poll, on_progress)
+        except KeyboardInterrupt:
+            sweeps.finish(out, sweep, planned, state, flags)
+            print(f"interrupted: start the chief again with the same command to continue the sweep in {out}; "
+                  "its workers wait for it", file=sys.stderr)
+            return 130
+        sweeps.finish(out, sweep, planned, state, flags)
+        return 0
+
+
+# --------------------------------------------------------------------------- workers
+
+
+@functools.cache
+def worker_class():
+    """``SweepWorker``, a keras-tuner tuner whose trial is one sweep entry (made on first use)."""
+    import keras_tuner
+    from keras_tuner.engine.base_tuner import BaseTuner
+
+    class SweepWorker(BaseTuner):
+        """keras-tuner's worker loop (ask, run, report, ask ...) with ``run_entry(name) -> metrics``."""
+
+        def __init__(self, run_entry, directory, project_name):
+            oracle = keras_tuner.Oracle(objective=keras_tuner.Objective(OBJECTIVE, direction="max"))
+            super().__init__(oracle=oracle, directory=directory, project_name=project_name)
+            self.run_entry, self.failure, self.asked, self.ran = run_entry, None, False, 0
+
+        def pre_create_trial(self):
+            if self.asked:  # the previous answer was "wait" (IDLE): keras-tuner would ask again at once
+                time.sleep(IDLE_SECONDS)
+            self.asked = True
+
+        def on_trial_begin(self, trial):
+            self.asked = False
+
+        def run_trial(self, trial, *args, **kwargs):
+            try:
+                metrics = self.run_entry(trial.hyperparameters.values["entry"])
+            except Exception as e:  # stop this worker (its entry waits for it, or for another worker)
+                self.failure = e
+                raise keras_tuner.errors.FatalError(str(e)) from e
+            self.ran += 1
+            return metrics
+
+        def save(self):
+            """Nothing of a worker's is kept: the chief and the run folders hold the state."""
+
+    return SweepWorker
+
+
+def connect(host, port):
+    """A stub of keras-tuner's oracle service that reaches a chief which starts (or restarts) later
+    within ``RECONNECT_MS``, rather than after gRPC's backoff of up to two minutes."""
+    import grpc
+    from keras_tuner.src import protos
+
+    options = [("grpc.initial_reconnect_backoff_ms", 500), ("grpc.min_reconnect_backoff_ms", 500),
+               ("grpc.max_reconnect_backoff_ms", RECONNECT_MS)]
+    return protos.get_service_grpc().OracleStub(grpc.insecure_channel(f"{host}:{port}", options=options))
+
+
+def served_space(stub):
+    """The chief's hyperparameters (the entries and the sweep's ID); waits for the chief as keras-tuner's client does."""
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute.oracle_client import TIMEOUT
+    from keras_tuner.src.engine.hyperparameters import HyperParameters
+
+    response = stub.GetSpace(protos.get_service().GetSpaceRequest(), wait_for_ready=True, timeout=TIMEOUT)
+    return HyperParameters.from_proto(response.hyperparameters)
+
+
+def all_finished(out, planned):
+    return all(sweeps._finished(out, entry["name"]) for entry in planned)
+
+
+def run_worker(sweep, out, train, flags=(), overrides=None):
+    """Ask the chief for entries and train each one as a one-machine sweep would, until the chief
+    says there are none left; returns the exit code (0 done, 130 interrupted).
+
+    The chief's address and this worker's ID are keras-tuner's ``KERASTUNER_*`` variables (set
+    from ``--chief`` and ``--worker``). ``train(task, argv)`` is ``cli.train.train``.
+    """
+    import grpc
+    import keras_tuner
+
+    out = Path(out)
+    worker, host, port = os.environ[TUNER_ID], os.environ[ORACLE_IP], os.environ[ORACLE_PORT]
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", worker):
+        raise UsageError(f"worker ID {worker!r}: expected letters, digits, _ . - (it names a lock folder)")
+    planned = sweeps.plan(sweep, out, overrides)
+    if (out / "sweep.json").is_file() and all_finished(out, planned):
+        print(f"worker {worker}: every entry of sweep {sweep['name']} in {out} has finished; nothing to do")
+        return 0
+    position = {entry["name"]: i for i, entry in enumerate(planned, 1)}
+    cluster = out / CLUSTER
+
+    def run_entry(name):
+        if name not in position:
+            raise UsageError(f"the chief handed out entry {name!r}, which {sweep['file']} does not list; "
+                             "give every machine the same sweep file")
+        return train_entry(sweep, out, train, flags, planned, position[name], worker)
+
+    print(f"worker {worker}: waiting for the chief at {host}:{port}", flush=True)
+    tuner = None
+    try:
+        stub = connect(host, port)
+        check_served_sweep(served_space(stub), out, cluster, list(position), host, port)
+        with hold_worker_id(cluster, worker):
+            if all_finished(out, planned):
+                print(f"worker {worker}: every entry has finished; nothing to do")
+                return 0
+            try:
+                sweeps.check_out(out, sweep, planned)  # the chief recorded the same settings for every entry
+            except UsageError as e:
+                raise UsageError(f"worker {worker}: the chief's settings differ; give it the chief's sweep file, "
+                                 f"flags and --out: {e}") from None
+            tuner = worker_class()(run_entry, str(out), CLUSTER)  # keras-tuner's worker: its client talks to the chief
+            tuner.oracle.stub = stub
+            tuner.search()
+    except KeyboardInterrupt:
+        print(f"interrupted: worker {worker} stopped; start it again with the same command (and --worker "
+              f"{worker}) to continue its entry, or another worker takes it over", file=sys.stderr)
+        return 130
+    except keras_tuner.errors.FatalError as e:
+        raise (tuner.failure if tuner is not None and tuner.failure else e) from None
+    except grpc.RpcError as e:
+        raise UsageError(f"--chief {host}:{port}: the chief did not answer ({e.code().name}: {e.details()})") from None
+    print(f"worker {worker}: sweep finished; entries trained here: {tuner.ran}", flush=True)
+    return 0
+
+
+def check_served_sweep(space, out, cluster, names, host, port):
+    """The chief serves this sweep folder (its cluster.json has the ID the oracle serves) and the same entries."""
+    values = {hp.name: hp for hp in space.space}
+    record_path = cluster / "cluster.json"
+    served = values["sweep_id"].value if "sweep_id" in values else None
+    local = runs.read_json(record_path).get("sweep_id") if record_path.is_file() else None
+    if served is None or served != local:
+        raise UsageError(f"--chief {host}:{port} serves another sweep folder than --out {out} "
+                         "(mount the shared folder at the same path on every machine and give the same --out)")
+    if list(values["entry"].values) != names:
+        raise UsageError(f"--chief {host}:{port} serves other entries than this sweep file lists; "
+                         "give every machine the same sweep file")
+
+
+def train_entry(sweep, out, train, flags, planned, position, worker):
+    """One entry, exactly as a one-machine sweep runs it (skip / resume / start), under the entry's
+    lock; returns the metrics reported to the chief."""
+    name = planned[position - 1]["name"]
+    head = f"[{position}/{len(planned)}] {name}"
+    entry_dir = out / "runs" / name
+    entry_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with runs.owned(entry_dir, "sweep entry"):  # never two workers on one entry
+        run, status, argv = sweeps.entry_command(out, name, flags)
+        print(sweeps.entry_line(head, sweep["task"], run, status, argv) + f" (worker {worker})", flush=True)
+        if argv is not None:
+            result = train(sweep["task"], argv)
+            sweeps._release_memory()
+            if result == 130:
+                raise KeyboardInterrupt
+    seconds = time.perf_counter() - started
+    row = sweeps.result_rows(out, [planned[position - 1]])[0]
+    if row["status"] not in sweeps.FINISHED:
+        raise UsageError(f"entry {name}: its run ended {row['status']} ({row.get('run_dir')})")
+    print(f"{head}: {sweeps._outcome(row)} in {seconds:.0f} s on worker {worker}", flush=True)
+    accuracy = row["test_accuracy"] if row["status"] == "completed" and row["test_accuracy"] is not None else math.nan
+    return {OBJECTIVE: float(accuracy), "diverged": float(row["status"] == "diverged"),
+            "epochs": float(row["epochs_completed"] or 0), "seconds": round(seconds, 2)}
