@@ -31,14 +31,10 @@ interrupted (Ctrl-C, or killed) continues that run from its last completed epoch
 itself, so this holds even after a SIGKILL. A folder holding a sweep with other settings is
 never reused: the command stops and asks for another ``--out``.
 
-Why not keras-tuner's ``GridSearch``: it would give resume only at the granularity of whole
-trials (an interrupted trial restarts from scratch, it does not continue from the run's
-BackupAndRestore state), its trials would need a custom ``run_trial`` to produce our run
-directories (summary.json, SavedModel, curves), a diverged trial counts as a failed trial that
-stops the search after a few (``max_consecutive_failed_trials``), and a sweep mixing models
-(nine RNN entries plus one LeNet5) is awkward as one hyperparameter space. Distribution is
-not needed here: one run fills the machine. A loop over entries with the run folders as the
-state is shorter and does exactly what is needed.
+On one machine a sweep is a loop over entries with the run folders as the state: an
+interrupted entry continues from its run's backup, a diverged entry is a result, and a sweep
+may mix models. Over several machines (``--chief``/``--worker``) the same entries are handed
+out by keras-tuner's distributed oracle (``sweep_cluster``), each trained by this module's code.
 """
 
 import csv
