@@ -86,8 +86,21 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tmp_path, cli):
         assert a[key] == b[key], key
 
 
+@pytest.fixture
+def sigint_not_ignored():
+    """Ctrl-C reaches a run in the foreground. A shell starts background jobs with SIGINT ignored and
+    children inherit that, so Python in the run would never raise KeyboardInterrupt (the run then
+    finished normally, exit 0, when pytest itself ran in the background): let this process's
+    children start with SIGINT handled, as a terminal's foreground process group does."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.slow
-def test_ctrl_c_stops_cleanly_and_marks_the_run_interrupted(tmp_path, cli):
+def test_ctrl_c_stops_cleanly_and_marks_the_run_interrupted(tmp_path, cli, sigint_not_ignored):
     # Enough epochs that the run is still training when the signal lands; a small LeNet5 keeps them short.
     proc = _popen("tf_assign2.cifar", *TINY, "--ntrain", "20", "--epochs", "60", "--no-visualize",
                   "--conv-filters", "4", "8", "--fc-units", "16", "--runs-dir", str(tmp_path / "runs"))

@@ -224,7 +224,7 @@ def test_diverged_trials_are_failed_and_an_all_failed_search_exits_1(data_root, 
     assert not (tmp_path / "tune" / "hopeless" / "best").exists()
 
 
-@pytest.mark.slow  # about ten trials of RNNs, each XLA-compiled on a CPU
+@pytest.mark.slow  # about ten RNN trials and two retrains
 def test_mnist_bayesian_and_hyperband(data_root, tmp_path, capsys):
     space = tmp_path / "rnn.yaml"
     space.write_text("lr: {min: 1.0e-3, max: 1.0e-2, sampling: log}\ncell: [rnn, gru]\nunits: [16, 32]\n")
