@@ -102,7 +102,7 @@ def sigint_not_ignored():
 @pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_marks_the_run_interrupted(tmp_path, cli, sigint_not_ignored):
     # Enough epochs that the run is still training when the signal lands; a small LeNet5 keeps them short.
-    proc = _popen("tf_assign2.cifar", *TINY, "--ntrain", "20", "--epochs", "60", "--no-visualize",
+    proc = _popen("tf_assign2.cifar", *TINY, "--ntrain", "20", "--epochs", "30", "--no-visualize",
                   "--conv-filters", "4", "8", "--fc-units", "16", "--runs-dir", str(tmp_path / "runs"))
     run_dir = _wait_for_epochs(tmp_path / "runs", 1, proc)
     proc.send_signal(signal.SIGINT)
@@ -226,7 +226,7 @@ def test_a_sweep_killed_mid_way_resumes_without_redoing_finished_runs(tmp_path, 
     sweep_file.write_text(
         f"name: killed\ntask: cifar\nsettings: {{data_dir: {DATA / 'CIFAR10'}, ntrain: 10, ntest: 2, visualize: false}}\n"
         "runs: [{name: nan, optimizer: sgd, lr: 10.0, epochs: 2}, {name: short, optimizer: adagrad, epochs: 1},\n"
-        "       {name: long, optimizer: sgd, lr: 0.01, epochs: 40, fc_units: 16, conv_filters: [4, 8]}]\n")
+        "       {name: long, optimizer: sgd, lr: 0.01, epochs: 20, fc_units: 16, conv_filters: [4, 8]}]\n")
     out = tmp_path / "out"
     args = ("tf_assign2.sweep", str(sweep_file), "--out", str(out), "--no-test-curve")
 
@@ -246,6 +246,6 @@ def test_a_sweep_killed_mid_way_resumes_without_redoing_finished_runs(tmp_path, 
     for entry, summary in finished.items():  # not redone: the same (only) run, untouched
         assert [p.read_bytes() for p in (out / "runs" / entry).glob("*/summary.json")] == [summary]
     long_runs = list((out / "runs" / "long").glob("*/summary.json"))
-    assert len(long_runs) == 1 and json.loads(long_runs[0].read_text())["epochs_completed"] == 40
+    assert len(long_runs) == 1 and json.loads(long_runs[0].read_text())["epochs_completed"] == 20
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert [(r["entry"], r["status"]) for r in rows] == [("nan", "diverged"), ("short", "completed"), ("long", "completed")]
