@@ -104,9 +104,11 @@ class Plan:
 
     @classmethod
     def quick_run(cls, repeats=None):
-        """Small epochs, XLA only for LeNet5 at batch 50 (each XLA compile takes 5-15 s on 2 cores),
-        time-to-accuracy capped at one epoch of 200 images per class, a one-epoch CLI run for memory."""
-        return cls(quick=True, repeats=repeats or 2, lenet_images=800, rnn_images=1024, xla_batches=(50,),
+        """Small epochs, LeNet5 at batch 50 only and the LSTM alone among the cells (each XLA compile takes
+        5-15 s on 2 cores), time-to-accuracy capped at one epoch of 200 images per class, one-epoch CLI
+        runs for memory and wall time. Every section and method of a full run, at CI size."""
+        return cls(quick=True, repeats=repeats or 2, lenet_batches=(50,), lenet_images=800, cells=("lstm",),
+                   rnn_images=1024, xla_batches=(50,),
                    rnn_methods=("tf1", "fit", "ours", "bound"), decode_repeats=1, tta_max_epochs=1, tta_ntrain=200,
                    rss_args=("--epochs", "1", "--ntrain", "50", "--ntest", "10"))
 

@@ -168,8 +168,9 @@ def test_quick_benchmark_writes_its_record(data_root, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     text = out.read_text()
     for section in ("## Summary: the speed goals and what was measured", "## LeNet5 training", "## RNN training",
-                    "## Data loading", "## Time to accuracy", "## Memory"):
+                    "## Data loading", "## Time to accuracy", "## Default CLI runs: wall time, training steps, memory"):
         assert section in text, section
     results = json.loads(record.read_text())
     assert set(results["lenet"]["50"]["cifar"]) >= {"tf1", "fit", "ours", "xla", "bound"}
     assert set(results["time_to_accuracy"]) == {"cifar", "mnist"} and results["memory"]["peak_rss_mb"] > 0
+    assert results["memory"]["wall_over_steps"] > 1 and results["mnist_cli"]["wall_over_steps"] > 1
