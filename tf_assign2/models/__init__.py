@@ -11,8 +11,6 @@ Builders are imported when called, so this registry loads without TensorFlow.
 
 import dataclasses
 import importlib
-import sys
-import types
 
 CELLS = ("rnn", "lstm", "gru")
 INITS = ("starter", "keras")
@@ -38,7 +36,7 @@ CELL_TITLES = {"rnn": "BasicRNN", "lstm": "LSTM", "gru": "GRU"}
 
 MODELS = {
     "lenet5": ModelSpec(
-        builder="tf_assign2.models.lenet5:from_config",
+        builder="tf_assign2.models.convnet:from_config",
         family="cnn",
         settings=("conv_filters", "fc_units", "init"),
         label=lambda c: "lenet5",
@@ -70,7 +68,7 @@ def build(config, input_shape, num_classes, use_cudnn="auto"):
 
 
 def lenet5(*args, **kwargs):
-    from tf_assign2.models.lenet5 import lenet5 as make
+    from tf_assign2.models.convnet import lenet5 as make
 
     return make(*args, **kwargs)
 
@@ -79,21 +77,3 @@ def rnn_classifier(*args, **kwargs):
     from tf_assign2.models.recurrent import rnn_classifier as make
 
     return make(*args, **kwargs)
-
-
-class _Package(types.ModuleType):
-    """Keeps the function ``models.lenet5`` when its builder module ``models/lenet5.py`` is imported.
-
-    Importing a submodule sets it as an attribute of its package, so the first LeNet5 build (which
-    imports ``tf_assign2.models.lenet5``) used to replace the function ``lenet5`` above with that
-    module, and the next ``models.lenet5()`` raised "'module' object is not callable". The module
-    stays reachable through ``sys.modules``/``importlib``/``from tf_assign2.models.lenet5 import ...``.
-    """
-
-    def __setattr__(self, name, value):
-        if isinstance(value, types.ModuleType) and isinstance(self.__dict__.get(name), types.FunctionType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
