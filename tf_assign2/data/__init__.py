@@ -6,15 +6,3 @@ when called), so data locations are checked before TensorFlow starts.
 
 from tf_assign2.data.pipeline import eval_dataset, shift_images, steps_per_epoch, train_dataset  # noqa: F401
 from tf_assign2.data.sources import *  # noqa: F401,F403
-from tf_assign2.data.sources import (  # noqa: F401
-    _info,
-    _per_class,
-    decode_png,
-    decode_pngs,
-    read_idx,
-    read_idx_folder,
-    read_png_layout,
-    read_png_split,
-    read_tfds,
-    resolve_location,
-)
