@@ -13,6 +13,7 @@ from conftest import copy_run
 
 from tf_assign2 import models
 from tf_assign2.analysis import evaluation
+from tf_assign2.cli.evaluate import run_accuracy
 from tf_assign2.errors import UsageError
 from tf_assign2.training import export
 
@@ -74,6 +75,32 @@ def test_float32_twin_has_no_cudnn_and_the_same_outputs():
 
 
 @pytest.mark.slow
+def test_a_16_bit_run_records_the_float32_accuracy_its_exports_reproduce(small_config):
+    """A bfloat16 run's SavedModel computes in bfloat16, its ONNX/LiteRT files in float32: the run records
+    the float32 test metrics of its weights beside its own, and only when it computed in 16 bits."""
+    from tf_assign2 import data
+    from tf_assign2.training import callbacks as loop
+    from tf_assign2.training.trainer import Trainer
+
+    for precision in ("bfloat16", "float32"):
+        cfg = small_config(precision=precision, conv_filters=(4, 8), fc_units=16, visualize=False)
+        arrays, info = data.load_arrays(cfg)
+        trainer = Trainer(cfg, arrays, info)
+        run_dir = trainer.new_run_dir()
+        summary = trainer.run(run_dir)
+        assert summary["status"] == "completed"
+        if precision == "float32":
+            assert "test_accuracy_float32" not in summary
+            continue
+        model = keras.models.load_model(run_dir / "model.keras")
+        logits = np.asarray(export.float32_model(model).predict(_float_images(arrays), verbose=0))
+        assert (summary["test_loss_float32"], summary["test_accuracy_float32"]) == \
+            loop.logits_metrics(logits, arrays.test_y)
+        assert run_accuracy(summary, "onnx")["run_test_accuracy_float32"] == summary["test_accuracy_float32"]
+        assert "run_test_accuracy_float32" not in run_accuracy(summary, "saved_model")
+
+
+@pytest.mark.slow
 def test_litert_round_trip_through_the_export_command_and_evaluate(cifar_run, tmp_path, cli):
     """LiteRT needs no extra: the converter is TensorFlow's. The file's probabilities equal the float32
     Keras model's, and evaluate reports that model's accuracy."""
@@ -92,6 +119,11 @@ def test_litert_round_trip_through_the_export_command_and_evaluate(cifar_run, tm
     result = json.loads((tmp_path / "e" / "eval.json").read_text())
     assert result["format"] == "litert" and result["n_test"] == len(cifar_run.arrays.test_y)
     assert result["accuracy"] == float((keras_probs.argmax(axis=1) == cifar_run.arrays.test_y).mean())
+    # The figure the file reproduces: the run's own, or, for a run that computed in bfloat16 (the default
+    # LeNet5 on CPUs with bfloat16 instructions), the float32 accuracy of its weights that the run recorded.
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert result["accuracy"] == summary.get("test_accuracy_float32", summary["test_accuracy"])
+    assert result.get("run_test_accuracy_float32") == summary.get("test_accuracy_float32")
 
 
 @pytest.mark.slow

@@ -203,6 +203,9 @@ class Trainer:
         if status == "completed":
             summary["test_loss"], summary["test_accuracy"] = self.test_metrics(model)
             if config.export:
+                if self.plan.precision != "float32":  # what the float32 ONNX/LiteRT files must reproduce
+                    summary["test_loss_float32"], summary["test_accuracy_float32"] = self.test_metrics(
+                        export.float32_model(model))
                 export.save_all(model, config, self.info, run_dir)
         if history:
             figures.plot_curves(history, run_dir / "curves.png", title=run_dir.name)
