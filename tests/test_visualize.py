@@ -361,3 +361,21 @@ def test_callback_saves_the_last_filters_when_training_stops_early(tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "filters" / "history.npz")["epoch_002"],
                                   model.get_layer("conv1").kernel.numpy())
     assert json.loads((tmp_path / "activation_stats.json").read_text())["epoch"] == 2
+
+
+def test_compiled_summaries_equal_numpy_over_the_finite_values():
+    """The weights' scalars and the activation moments are reduced in TensorFlow; they equal NumPy's."""
+    values = np.random.default_rng(2).normal(0.1, 3.0, (300, 41)).astype(np.float32)
+    values[::11, 3] = np.nan
+    values[5, ::7] = np.inf
+    finite = values[np.isfinite(values)].astype(np.float64)
+    count, mean, std, low, high = np.asarray(callbacks.finite_summary(tf.constant(values)))
+    assert count == finite.size and (low, high) == (finite.min(), finite.max())
+    assert mean == pytest.approx(finite.mean(), rel=1e-12) and std == pytest.approx(finite.std(), rel=1e-12)
+
+    bf16 = tf.cast(tf.constant(values[np.isfinite(values).all(axis=1)]), tf.bfloat16)
+    exact = np.asarray(tf.cast(bf16, tf.float64))
+    running = callbacks.RunningStats().merge(*np.asarray(callbacks.batch_moments(bf16)))
+    expected = callbacks.RunningStats().update(exact).result()
+    for key, value in running.result().items():
+        assert value == pytest.approx(expected[key], rel=1e-12), key

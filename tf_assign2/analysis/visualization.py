@@ -71,14 +71,21 @@ class RunningStats:
         deviation = values - values.dtype.type(mean)
         m2 = float(np.dot(deviation, deviation)) if values.dtype == np.float64 else \
             float(np.square(deviation).sum(dtype=np.float64))
+        return self.merge(n, mean, m2, float(values.min()), float(values.max()), int(np.count_nonzero(values == 0)))
+
+    def merge(self, n, mean, m2, low, high, zeros):
+        """Add a batch given by its moments (``batch_moments``: count, mean, sum of squared deviations
+        from that mean, min, max, number of zeros)."""
+        n = int(n)
+        if n == 0:
+            return self
         total = self.count + n
         delta = mean - self.mean
         self.mean += delta * n / total
         self.m2 += m2 + delta * delta * self.count * n / total
         self.count = total
-        self.min = min(self.min, float(values.min()))
-        self.max = max(self.max, float(values.max()))
-        self.zeros += int(np.count_nonzero(values == 0))
+        self.min, self.max = min(self.min, float(low)), max(self.max, float(high))
+        self.zeros += int(zeros)
         return self
 
     def result(self):
@@ -137,6 +144,21 @@ def net_input(layer, inputs):
     return out
 
 
+def batch_moments(values):
+    """[count, mean, sum of squared deviations, min, max, zeros] of a tensor, in float64.
+
+    A batch's share of ``RunningStats`` computed where the values are: inside the probe's compiled
+    function, so only six numbers per layer leave TensorFlow (moving the activations to NumPy and
+    reducing them there cost more than the forward pass). 16-bit values are cast to float64
+    exactly, as ``RunningStats.update`` does.
+    """
+    x = tf.reshape(tf.cast(values, tf.float64), [-1])
+    mean = tf.reduce_mean(x)
+    deviation = x - mean
+    return tf.stack([tf.cast(tf.size(x), tf.float64), mean, tf.reduce_sum(deviation * deviation),
+                     tf.reduce_min(x), tf.reduce_max(x), tf.reduce_sum(tf.cast(tf.equal(x, 0.0), tf.float64))])
+
+
 class ActivationProbe:
     """Computes the outputs of a model's conv/pool layers (and conv net inputs) on images."""
 
@@ -148,17 +170,37 @@ class ActivationProbe:
             outputs += [layer.input for _, layer in self.convs]
         self.net_inputs = net_inputs
         self.extractor = keras.Model(model.input, outputs, name="activation_probe") if self.layers else None
+        self.names = [name for name, _, _ in self.layers] + [f"{name}/net_input" for name, _ in self.convs
+                                                             if net_inputs]
+        self._moments = tf.function(self._batch_moments, reduce_retracing=True)
 
-    def __call__(self, images):
-        """{name: array} for one batch; net inputs as ``<conv>/net_input``."""
+    def _outputs(self, images):
+        """[tensor] in ``self.names`` order: the layers' outputs, then the conv net inputs."""
         outputs = self.extractor(images, training=False)
         if not isinstance(outputs, (list, tuple)):
             outputs = [outputs]
-        result = {name: np.asarray(out) for (name, _, _), out in zip(self.layers, outputs)}
-        if self.net_inputs:
-            for (name, layer), inputs in zip(self.convs, outputs[len(self.layers) :]):
-                result[f"{name}/net_input"] = np.asarray(net_input(layer, inputs))
-        return result
+        outputs = list(outputs[: len(self.layers)]) + (
+            [net_input(layer, inputs) for (_, layer), inputs in zip(self.convs, outputs[len(self.layers) :])]
+            if self.net_inputs else [])
+        return outputs
+
+    def __call__(self, images):
+        """{name: array} for one batch; net inputs as ``<conv>/net_input``."""
+        return {name: np.asarray(out) for name, out in zip(self.names, self._outputs(images))}
+
+    def _batch_moments(self, images):
+        return [batch_moments(out) for out in self._outputs(images)]
+
+    def moments(self, images):
+        """{name: (batch_moments as NumPy, shape per image)} for one batch, in one compiled call."""
+        values = self._moments(tf.convert_to_tensor(images))
+        return {name: np.asarray(v) for name, v in zip(self.names, values)}
+
+    def shapes(self):
+        """{name: [H, W, C] per image} of each probed tensor."""
+        layers = [list(layer.output.shape[1:]) for _, layer, _ in self.layers]
+        convs = [list(layer.output.shape[1:]) for _, layer in self.convs] if self.net_inputs else []
+        return dict(zip(self.names, layers + convs))
 
 
 def activation_statistics(model, images, batch_size=256, net_inputs=True, probe=None, first_batch=None):
@@ -171,14 +213,12 @@ def activation_statistics(model, images, batch_size=256, net_inputs=True, probe=
     probe = probe or ActivationProbe(model, net_inputs)
     if probe.extractor is None:
         return {}
-    stats, shapes = {}, {}
+    stats, shapes = {}, probe.shapes()
     for i, batch in enumerate(batches(images, batch_size)):
-        acts = probe(batch)
         if i == 0 and first_batch is not None:
-            first_batch.update(acts)
-        for name, values in acts.items():
-            stats.setdefault(name, RunningStats()).update(values)
-            shapes[name] = list(values.shape[1:])
+            first_batch.update(probe(batch))
+        for name, moments in probe.moments(batch).items():
+            stats.setdefault(name, RunningStats()).merge(*moments)
     stages = {name: stage for name, _, stage in probe.layers}
     result = {}
     for name, running in stats.items():
@@ -307,17 +347,41 @@ def histogram_sample(values, limit=HISTOGRAM_VALUES):
     return values[::step] if step > 1 else values
 
 
-def variable_summaries(tag, values, step, histogram=True):
-    """The starter's ``variable_summaries``: mean, stddev, max, min (and a histogram) of a tensor."""
-    values = np.asarray(values, dtype=np.float64)
-    finite = values[np.isfinite(values)]
-    if finite.size:
-        tf.summary.scalar(f"{tag}/mean", finite.mean(), step=step)
-        tf.summary.scalar(f"{tag}/stddev", finite.std(), step=step)
-        tf.summary.scalar(f"{tag}/max", finite.max(), step=step)
-        tf.summary.scalar(f"{tag}/min", finite.min(), step=step)
-        if histogram:
-            tf.summary.histogram(tag, histogram_sample(finite), step=step)
+def write_summary_scalars(tag, count, mean, stddev, low, high, step):
+    """The starter's ``variable_summaries`` scalars: mean, stddev, max, min (nothing when no value is finite)."""
+    if count:
+        tf.summary.scalar(f"{tag}/mean", mean, step=step)
+        tf.summary.scalar(f"{tag}/stddev", stddev, step=step)
+        tf.summary.scalar(f"{tag}/max", high, step=step)
+        tf.summary.scalar(f"{tag}/min", low, step=step)
+
+
+def finite_summary(values):
+    """[count, mean, stddev, min, max] of the finite values of a tensor, in float64 (TensorFlow)."""
+    x = tf.reshape(tf.cast(values, tf.float64), [-1])
+    finite = tf.math.is_finite(x)
+    count = tf.reduce_sum(tf.cast(finite, tf.float64))
+    safe = tf.maximum(count, 1.0)
+    mean = tf.reduce_sum(tf.where(finite, x, 0.0)) / safe
+    variance = tf.reduce_sum(tf.where(finite, tf.square(x - mean), 0.0)) / safe
+    return tf.stack([count, mean, tf.sqrt(variance), tf.reduce_min(tf.where(finite, x, np.inf)),
+                     tf.reduce_max(tf.where(finite, x, -np.inf))])
+
+
+class WeightSummaries:
+    """``variable_summaries`` of every weight of a model, the scalars reduced in one compiled call
+    (fc1's 3.2 M weights moved to NumPy and reduced there every epoch cost more than the statistics
+    of the activations); histograms, when asked, from a strided sample of the values."""
+
+    def __init__(self, model):
+        self.tagged = [(f"weights/{layer.name}/{v.name}", v) for layer in model.layers for v in layer.weights]
+        self._summaries = tf.function(lambda: [finite_summary(v) for _, v in self.tagged])
+
+    def write(self, step, histograms):
+        for (tag, variable), summary in zip(self.tagged, self._summaries()):
+            write_summary_scalars(tag, *np.asarray(summary).tolist(), step)
+            if histograms:
+                tf.summary.histogram(tag, histogram_sample(variable.numpy()), step=step)
 
 
 def _upscaled(image, factor):
@@ -373,6 +437,7 @@ class Visualization(keras.callbacks.Callback):
         self.writer = tf.summary.create_file_writer(str(self.log_dir))
         self.conv = first_conv_kernel(self.model)
         self.act_probe = ActivationProbe(self.model)
+        self.weight_summaries = WeightSummaries(self.model)
         self.hidden_probe = HiddenStateProbe(self.model) if recurrent_layers(self.model) else None
         self.filters_dir = self.out_dir / "filters"
         self.snapshots = self._load_snapshots()
@@ -389,10 +454,7 @@ class Visualization(keras.callbacks.Callback):
             self._save_filters(step)
         histograms = self.histogram_freq > 0 and (step % self.histogram_freq == 0 or last)
         with self.writer.as_default():
-            for layer in self.model.layers:
-                for variable in layer.weights:
-                    values = variable.numpy()
-                    variable_summaries(f"weights/{layer.name}/{variable.name}", values, step, histograms)
+            self.weight_summaries.write(step, histograms)
             self._activation_summaries(step, histograms)
         self.writer.flush()
 
@@ -400,7 +462,7 @@ class Visualization(keras.callbacks.Callback):
         sample, hidden_sample = {}, {}
         if self.act_probe.extractor is not None:
             stats = activation_statistics(self.model, self.epoch_sample, self.batch_size, probe=self.act_probe,
-                                          first_batch=sample)
+                                          first_batch=sample if histograms else None)
             entry = {"epoch": step, **{k: {"mean": v["mean"], "variance": v["variance"]} for k, v in stats.items()}}
             self.history = [h for h in self.history if h["epoch"] < step] + [entry]
             write_activation_stats(self.out_dir / "activation_stats.json", stats, len(self.epoch_sample),
