@@ -1,5 +1,8 @@
 """tf.data pipelines over the in-memory arrays: an exactly resumable training stream and evaluation batches."""
 
+FLIPS = ("none", "random", "alternate")  # --flip: horizontal flips of the training images
+FLIP_STREAM = 1  # folded into a batch's seed for its flips, so they never reuse the shifts' random numbers
+
 def _to_float(images, labels):
     """uint8 -> float32 in [0, 1] (the starter's ``/ 255``), on whole batches."""
     import tensorflow as tf
@@ -15,7 +18,7 @@ def eval_dataset(x, y, batch_size):
     return ds.map(_to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def train_dataset(x, y, batch_size, seed, start_epoch=0, shift=0):
+def train_dataset(x, y, batch_size, seed, start_epoch=0, shift=0, flip="none"):
     """An endless, epoch-indexed training pipeline: epoch e is shuffled by (seed, e) alone.
 
     Because an epoch's order depends only on its number, a run resumed at epoch k sees
@@ -28,27 +31,78 @@ def train_dataset(x, y, batch_size, seed, start_epoch=0, shift=0):
     ``shift`` > 0 moves each training image by a random whole number of pixels, up to ``shift``
     along each axis (``shift_images``), drawn from (seed, epoch, batch): augmented runs resume
     exactly too.
+
+    ``flip`` (``FLIPS``) mirrors training images left-right before any shift: ``random`` each
+    image with probability 1/2, drawn from (seed, epoch, batch) like the shifts; ``alternate``
+    a fixed half of the images, chosen by the seed, in even epochs and the other half in odd
+    epochs (``flip_mask``), so every image is seen both ways every two epochs.
     """
     import tensorflow as tf
 
     images = tf.constant(x)
     labels = tf.constant(y)
     n = len(y)
+    half = alternate_half(n, seed) if flip == "alternate" else None
 
     def epoch_batches(epoch):
-        order = tf.random.experimental.stateless_shuffle(tf.range(n), seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
-        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=n >= batch_size)
+        batches = tf.data.Dataset.from_tensor_slices(epoch_order(n, seed, epoch))
+        batches = batches.batch(batch_size, drop_remainder=n >= batch_size)
         return batches.enumerate().map(lambda i, idx: (epoch, i, idx))
 
     def gather(epoch, i, idx):
         batch_x, batch_y = _to_float(tf.gather(images, idx), tf.gather(labels, idx))
+        batch_seed = tf.random.experimental.stateless_fold_in(tf.stack([tf.cast(seed, tf.int64), epoch]), i)
+        if flip != "none":
+            batch_x = flip_images(batch_x, flip_mask(flip, idx, epoch, batch_seed, half))
         if shift:
-            batch_seed = tf.random.experimental.stateless_fold_in(tf.stack([tf.cast(seed, tf.int64), epoch]), i)
             batch_x = shift_images(batch_x, shift, batch_seed)
         return batch_x, batch_y
 
     ds = tf.data.Dataset.range(start_epoch, 2**62).flat_map(epoch_batches)
     return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def epoch_order(n, seed, epoch):
+    """The order of the ``n`` training samples in ``epoch``: a shuffle by (seed, epoch) alone."""
+    import tensorflow as tf
+
+    epoch = tf.cast(epoch, tf.int64)
+    return tf.random.experimental.stateless_shuffle(tf.range(n), seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
+
+
+def alternate_half(n, seed):
+    """``--flip alternate``'s fixed half of the ``n`` images (a bool per image, n // 2 of them True),
+    chosen by the seed alone: a shuffle under "epoch" -1, which no real epoch uses."""
+    return epoch_order(n, seed, -1) < n // 2
+
+
+def flip_mask(flip, idx, epoch, batch_seed, half=None):
+    """Which images of a batch (sample indices ``idx``) ``flip`` mirrors in ``epoch``: a bool per image.
+
+    ``random``: a coin per image from the batch's seed (its own stream, ``FLIP_STREAM``), so the
+    same (seed, epoch, batch) flips the same images and a resumed run flips what the
+    uninterrupted one did. ``alternate``: the image's membership of ``half``, inverted in odd
+    epochs (airbench's alternating flip: each image is seen both ways in every two epochs).
+    """
+    import tensorflow as tf
+
+    if flip == "random":
+        coins = tf.random.stateless_uniform(tf.shape(idx), tf.random.experimental.stateless_fold_in(batch_seed,
+                                                                                                  FLIP_STREAM))
+        return coins < 0.5
+    if flip == "alternate":
+        odd = tf.equal(tf.math.floormod(tf.cast(epoch, tf.int64), 2), 1)
+        return tf.not_equal(tf.gather(half, idx), odd)
+    raise ValueError(f"flip must be one of {FLIPS[1:]}, got {flip!r}")
+
+
+def flip_images(images, mask):
+    """Mirror left-right the images of a float batch where ``mask`` is True, exactly (a reversal of
+    the width axis, which is axis 2 both for (batch, H, W, C) and for RNN rows (batch, 28, 28))."""
+    import tensorflow as tf
+
+    where = tf.reshape(mask, [-1] + [1] * (images.shape.rank - 1))
+    return tf.where(where, tf.reverse(images, axis=[2]), images)
 
 
 def shift_images(images, shift, seed):
