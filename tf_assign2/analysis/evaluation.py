@@ -3,6 +3,7 @@
     python -m tf_assign2.evaluate runs/<run>            # the run's own data settings
     python -m tf_assign2.evaluate path/to/saved_model --dataset mnist --data-dir DIR
     python -m tf_assign2.evaluate runs/<run>/model.onnx  # or model.tflite
+    python -m tf_assign2.evaluate runs/<run> --tta flip  # test-time augmentation (default: the run's own)
 
 A SavedModel is loaded with ``tf.saved_model.load`` only, ``model.onnx`` with ONNX Runtime and
 ``model.tflite`` with LiteRT, so this is exactly what a user holding just that file can do.
@@ -14,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from tf_assign2.errors import UsageError
+
+TTA = ("none", "flip", "flip-shift")  # --tta: the views averaged at test time (``tta_views``)
 
 
 def saved_model_path(path):
@@ -111,14 +114,85 @@ def confusion_matrix(labels, predictions, num_classes):
     return matrix
 
 
-def evaluate(serve, test_x, test_y, num_classes):
-    """Accuracy, loss and confusion matrix of a serving function on a test split."""
-    probs = predict(serve, test_x)
-    predictions = probs.argmax(axis=1)
-    loss = float(-np.log(np.clip(probs[np.arange(len(test_y)), test_y].astype(np.float64), 1e-12, None)).mean())
-    return {
-        "accuracy": float((predictions == test_y).mean()),
+def evaluate(serve, test_x, test_y, num_classes, tta="none"):
+    """Accuracy, loss and confusion matrix of a serving function on a test split, under test-time
+    augmentation ``tta``; with one, also the accuracy and loss of the plain images (``*_no_tta``)."""
+    views = view_probabilities(lambda images: predict(serve, images), test_x, tta)
+    probs = average(views)
+    loss, accuracy = probability_metrics(probs, test_y)
+    result = {
+        "accuracy": accuracy,
         "loss": loss,
         "n_test": int(len(test_y)),
-        "confusion_matrix": confusion_matrix(test_y, predictions, num_classes).tolist(),
+        "confusion_matrix": confusion_matrix(test_y, probs.argmax(axis=1), num_classes).tolist(),
+        "tta": tta,
     }
+    if tta != "none":  # the first view is the images themselves
+        result["loss_no_tta"], result["accuracy_no_tta"] = probability_metrics(views[0][1], test_y)
+    return result
+
+
+def probability_metrics(probs, labels):
+    """(mean cross-entropy, accuracy) of class probabilities, in float64 (probabilities clipped at 1e-12)."""
+    labels = np.asarray(labels)
+    picked = np.asarray(probs)[np.arange(len(labels)), labels].astype(np.float64)
+    loss = float(-np.log(np.clip(picked, 1e-12, None)).mean())
+    return loss, float((np.asarray(probs).argmax(axis=1) == labels).mean())
+
+
+# --------------------------------------------------------------------------- test-time augmentation
+
+
+def tta_views(images, tta):
+    """The (weight, images) views that test-time augmentation ``tta`` averages, plain images first.
+
+    ``none``: the images. ``flip``: the images and their left-right mirror, 1/2 each.
+    ``flip-shift`` (airbench's): those two at 1/4 each, and each of them moved by one pixel
+    diagonally down-right and up-left (the edge filled by reflection), 1/8 each: six views.
+    Works on whole batches of (N, H, W, C) images and of RNN rows (N, 28, 28) alike: the width is
+    axis 2 in both. Flips and shifts move pixels only, so uint8 images stay exact.
+    """
+    if tta not in TTA:
+        raise ValueError(f"tta must be one of {TTA}, got {tta!r}")
+    images = np.asarray(images)
+    if tta == "none":
+        return [(1.0, images)]
+    mirrored = images[:, :, ::-1]
+    if tta == "flip":
+        return [(0.5, images), (0.5, mirrored)]
+    views = [(0.25, images), (0.25, mirrored)]
+    for view in (images, mirrored):
+        views += [(0.125, moved) for moved in one_pixel_shifts(view)]
+    return views
+
+
+def one_pixel_shifts(images):
+    """The images moved one pixel down-right and one pixel up-left, the uncovered edge filled by
+    reflection (airbench's translate views: crops of the reflect-padded image at (0, 0) and (2, 2))."""
+    pad = [(0, 0), (1, 1), (1, 1)] + [(0, 0)] * (images.ndim - 3)
+    padded = np.pad(images, pad, mode="reflect")
+    height, width = images.shape[1:3]
+    return [padded[:, :height, :width], padded[:, 2:height + 2, 2:width + 2]]
+
+
+def view_probabilities(predict, images, tta):
+    """[(weight, class probabilities)] of ``predict`` (images -> probabilities) on each view of ``tta``."""
+    return [(weight, np.asarray(predict(view), np.float64)) for weight, view in tta_views(images, tta)]
+
+
+def average(views):
+    """The weighted mean of the views' probabilities (the weights sum to 1)."""
+    return sum(weight * probs for weight, probs in views)
+
+
+def run_figures(summary, run_tta, tta):
+    """The run's recorded test figures that were computed under ``tta``, in summary.json's keys.
+
+    A run records ``test_accuracy`` under its own ``--tta`` and, when that was not none, the plain
+    figure as ``test_accuracy_no_tta``; evaluating under another augmentation has nothing to compare.
+    """
+    if tta == run_tta:
+        return summary
+    if tta == "none" and summary.get("test_accuracy_no_tta") is not None:
+        return {"test_accuracy": summary["test_accuracy_no_tta"]}
+    return {"test_accuracy": None}
