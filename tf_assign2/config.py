@@ -21,6 +21,8 @@ import difflib
 import json
 import math
 
+from tf_assign2.analysis.evaluation import TTA
+from tf_assign2.data.pipeline import FLIPS
 from tf_assign2.data.sources import DATASETS, SOURCES
 from tf_assign2.errors import UsageError
 from tf_assign2.models import CELLS, INITS, MODELS
@@ -29,7 +31,7 @@ from tf_assign2.training.optimizers import OPTIMIZERS
 TASKS = ("cifar", "mnist")
 JIT = ("auto", "on", "off")
 PRECISIONS = ("auto", "float32", "mixed", "bfloat16")
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = ("constant", "cosine", "onecycle")
 STRATEGIES = ("default", "mirrored")
 CUDNN = ("auto", True, False)
 
@@ -106,6 +108,8 @@ class Config:
     fc_units: int = setting(1024, "LeNet5 fc1 units", low=1, high=1 << 20, group="model")
     init: str = setting("starter", "starter: truncated normal 0.1 / bias 0.1 (RNN output: random normal); "
                         "keras: Glorot", choices=INITS, group="model", tune=True, column=True)
+    batchnorm: bool = setting(False, "LeNet5 with batch normalisation after conv1, conv2 and fc1, before each ReLU "
+                              "(off: the assignment's network)", group="model", tune=True, column=True)
     use_cudnn: object = setting("auto", "LSTM/GRU cuDNN kernel", kind=object, choices=CUDNN, group="model")
     # optimisation
     optimizer: str = setting("adam", "the optimizer ('momentum' is SGD with momentum)", choices=tuple(OPTIMIZERS),
@@ -114,8 +118,15 @@ class Config:
                         low=0, low_open=True, expected="a learning rate > 0", column=True)
     momentum: float = setting(0.9, "momentum for --optimizer momentum", low=0, high=1, high_open=True,
                               expected="a value in [0, 1)", column=True)
-    schedule: str = setting("constant", "learning rate: constant (the starters') or cosine decay to 0 over the run",
-                            choices=SCHEDULES, tune=True)
+    schedule: str = setting("constant", "learning rate: constant (the starters'), cosine decay to 0 over the run, "
+                            "or onecycle (linear up from lr/10 to lr over --warmup, then linear down to 0)",
+                            choices=SCHEDULES, tune=True, column=True)
+    warmup: float = setting(0.0, "fraction of the run over which --schedule cosine or onecycle warms the learning "
+                            "rate up linearly from lr/10 (0: no warm-up)", low=0, high=1, high_open=True,
+                            expected="a fraction in [0, 1)", metavar="FRACTION", tune=True, column=True)
+    ema: float = setting(0.0, "evaluate and export an exponential moving average of the weights with this momentum, "
+                         "e.g. 0.99 (0: off, the starters')", low=0, high=1, high_open=True,
+                         expected="a momentum in [0, 1)", metavar="MOMENTUM", tune=True, column=True)
     clipnorm: float = setting(None, "clip the global gradient norm (off)", kind=float, low=0, low_open=True,
                               tune=True, column=True)
     label_smoothing: float = setting(0.0, "label smoothing of the training loss (0: off, the starters')", low=0,
@@ -123,6 +134,9 @@ class Config:
     augment_shift: int = setting(0, "shift each training image by a random 0..PIXELS pixels per axis "
                                  "(0: off, the starters')", low=0, high=7, expected="whole pixels from 0 to 7",
                                  metavar="PIXELS", tune=True, column=True)
+    flip: str = setting("none", "horizontal flips of training images: none (the starters'), random (each image "
+                        "with probability 1/2) or alternate (a fixed half in even epochs, the other half in odd ones)",
+                        choices=FLIPS, tune=True, column=True)
     batch_size: int = setting(50, "batch size (50 cifar, 128 mnist)", low=1, high=1 << 20, tune=True, column=True)
     epochs: int = setting(10, "epochs", low=1, high=100_000, column=True)
     steps: int = setting(None, "train this many steps instead of --epochs (starter CIFAR)", kind=int, low=1,
@@ -149,6 +163,9 @@ class Config:
                              expected="names like GPU:0,GPU:1 or CPU:0,CPU:1")
     # outputs
     runs_dir: str = setting("runs", "where run directories are created", group="outputs")
+    tta: str = setting("none", "test-time augmentation of the final test metrics: none, flip (the image and its "
+                       "mirror) or flip-shift (those two, each also moved one pixel diagonally both ways)",
+                       choices=TTA, group="outputs", tune=True, column=True)
     test_curve: bool = setting(True, "per-epoch test accuracy for the curves", group="outputs", flag="--no-test-curve",
                                tune=True)
     visualize: bool = setting(True, "filter figures, activation statistics and TensorBoard summaries",
@@ -303,6 +320,8 @@ def validate(config):
         raise UsageError("--quiet and --verbose both given: use one")
     if values["devices"] is not None and values["strategy"] != "mirrored":
         raise UsageError("--devices is for --strategy mirrored; add it, or drop --devices")
+    if values["warmup"] and values["schedule"] == "constant":
+        raise UsageError("--warmup is for --schedule cosine or onecycle; add one, or drop --warmup")
     if values["lr"] is None:
         values["lr"] = default_lr(values["model"], values["optimizer"])
     return Config(**values)

@@ -18,6 +18,9 @@ def parser():
     add_data_flags(p)
     p.add_argument("--out", default=None, help="folder for eval.json and confusion_matrix.png "
                    "(default: a new eval-<timestamp>/ in the run directory)")
+    p.add_argument("--tta", choices=settings.SETTINGS["tta"].choices, default=None,
+                   help="test-time augmentation: average the probabilities of flipped (flip) and also shifted "
+                   "(flip-shift) images (default: the run's own --tta; none for an export outside a run)")
     return p
 
 
@@ -40,18 +43,21 @@ def evaluate(argv=None):
     serve, input_shape, num_classes = ev.load_model(model_dir, fmt)
     test_x, test_y, info = data.load_test_split(cfg)
     ev.check_compatible(model_dir, input_shape, num_classes, info)
-    result = ev.evaluate(serve, test_x, test_y, num_classes)
+    result = ev.evaluate(serve, test_x, test_y, num_classes, tta=cfg.tta)
     out = Path(args.out) if args.out else runs.timestamped_subdir(run_dir or model_dir.parent, "eval")
     out.mkdir(parents=True, exist_ok=True)
     result.update({"model": str(model_dir), "format": fmt, "dataset": info.dataset, "data_location": info.location})
     if fmt == "saved_model":
         result["saved_model"] = str(model_dir)
     if run_dir is not None and (run_dir / "summary.json").is_file():
-        result.update(run_accuracy(runs.read_json(run_dir / "summary.json"), fmt))
+        run_tta = runs.read_json(run_dir / "config.json").get("tta", "none")  # the figures the run recorded
+        result.update(run_accuracy(ev.run_figures(runs.read_json(run_dir / "summary.json"), run_tta, cfg.tta), fmt))
     runs.write_json(out / "eval.json", result)
     figures.plot_confusion_matrix(result["confusion_matrix"], info.class_names, out / "confusion_matrix.png",
                                   title=f"{model_dir} on {info.dataset} test ({result['accuracy']:.4f})")
     print(f"test accuracy {result['accuracy']:.4f} on {result['n_test']} images; wrote {out}/eval.json")
+    if cfg.tta != "none":
+        print(f"(test-time augmentation {cfg.tta}; without it: {result['accuracy_no_tta']:.4f})")
     if result.get("run_test_accuracy_float32") is not None:
         print(f"(the run computed in 16 bits: test accuracy {result['run_test_accuracy']:.4f}; the same weights "
               f"in float32, as this file computes: {result['run_test_accuracy_float32']:.4f})")

@@ -38,7 +38,7 @@ MODELS = {
     "lenet5": ModelSpec(
         builder="tf_assign2.models.convnet:from_config",
         family="cnn",
-        settings=("conv_filters", "fc_units", "init"),
+        settings=("conv_filters", "fc_units", "init", "batchnorm"),
         label=lambda c: "lenet5",
         title=lambda c: "LeNet5",
         # bfloat16 pays for the convolutions (~1.5x on AVX512_BF16 CPUs, docs/speed.md).

@@ -25,9 +25,10 @@ import numpy as np
 import tensorflow as tf
 
 from tf_assign2 import data, figures, models, runs
+from tf_assign2.analysis import evaluation
 from tf_assign2.config import to_dict
 from tf_assign2.training import callbacks as loop
-from tf_assign2.training import export
+from tf_assign2.training import ema, export, schedules
 from tf_assign2.training.losses import starter_cross_entropy, training_loss
 from tf_assign2.training.optimizers import make_optimizer
 from tf_assign2.training.plan import Plan, distribution_strategy, make_plan, set_precision
@@ -83,31 +84,31 @@ class Trainer:
         return model
 
     def learning_rate(self):
-        """``--lr`` as given (the starters' constant rate), or cosine-decayed to 0 over the run."""
-        if self.config.schedule == "cosine":
-            return keras.optimizers.schedules.CosineDecay(self.config.lr, decay_steps=self.total_steps)
-        return self.config.lr
+        """``--lr`` as given (the starters' constant rate), or its ``--schedule`` over the run's steps."""
+        return schedules.learning_rate(self.config, self.total_steps)
 
     # ----------------------------------------------------------------------- training
 
     def train_dataset(self, x=None, y=None, start_epoch=0):
-        """The epoch-indexed training pipeline (shuffled by (seed, epoch); shifted if asked)."""
+        """The epoch-indexed training pipeline (shuffled by (seed, epoch); flipped and shifted if asked)."""
         x = self.arrays.train_x if x is None else x
         y = self.arrays.train_y if y is None else y
         return data.train_dataset(x, y, self.config.batch_size, self.config.seed, start_epoch,
-                                  shift=self.config.augment_shift)
+                                  shift=self.config.augment_shift, flip=self.config.flip)
 
     def fit(self, model, epochs=None, initial_epoch=0, callbacks=(), train=None, validation="default", verbose=2):
         """Train ``model``; returns a FitResult whose ``divergence`` says if (and why) it diverged.
 
         ``train``/``validation`` are (x, y) arrays; by default the run's train and validation splits
-        (no validation when that split is empty). Divergence is checked here, for every caller.
+        (no validation when that split is empty). Divergence is checked here, for every caller; with
+        ``--ema``, validation scores the averaged weights, for every caller too.
         """
         x, y = train if train is not None else (None, None)
         if validation == "default":
             validation = (self.arrays.val_x, self.arrays.val_y)
         val_ds = data.eval_dataset(*validation, EVAL_BATCH) if validation is not None and len(validation[1]) else None
         stop = loop.DivergenceStop()
+        averaged = [ema.ExactSwapEMAWeights()] if self.config.ema and val_ds is not None else []
         started = time.perf_counter()
         history = model.fit(
             self.train_dataset(x, y, initial_epoch),
@@ -116,15 +117,28 @@ class Trainer:
             steps_per_epoch=data.steps_per_epoch(len(self.arrays.train_y if y is None else y), self.config.batch_size),
             validation_data=val_ds,
             shuffle=False,  # train_dataset shuffles, per epoch, by (seed, epoch)
-            callbacks=[stop, keras.callbacks.TerminateOnNaN(), *callbacks],
+            callbacks=[stop, keras.callbacks.TerminateOnNaN(), *averaged, *callbacks],
             verbose=verbose,
         ).history
         return FitResult(history, divergence(model, history, stop), time.perf_counter() - started)
 
-    def test_metrics(self, model):
-        """(loss, accuracy) on the test split, in float64 NumPy."""
-        logits = model.predict(data.eval_dataset(self.arrays.test_x, self.arrays.test_y, EVAL_BATCH), verbose=0)
-        return loop.logits_metrics(logits, self.arrays.test_y)
+    def test_metrics(self, model, tta=None):
+        """(loss, accuracy) on the test split, in float64 NumPy, under the run's ``--tta`` (or ``tta``).
+
+        With test-time augmentation the class probabilities of the views (``evaluation.tta_views``)
+        are averaged, as ``python -m tf_assign2.evaluate --tta`` averages an export's.
+        """
+        tta = self.config.tta if tta is None else tta
+        if tta == "none":
+            logits = model.predict(data.eval_dataset(self.arrays.test_x, self.arrays.test_y, EVAL_BATCH), verbose=0)
+            return loop.logits_metrics(logits, self.arrays.test_y)
+
+        def probabilities(images):
+            logits = model.predict(data.eval_dataset(images, self.arrays.test_y, EVAL_BATCH), verbose=0)
+            return tf.nn.softmax(tf.cast(logits, tf.float32)).numpy()  # the exported models' float32 softmax
+
+        views = evaluation.view_probabilities(probabilities, self.arrays.test_x, tta)
+        return evaluation.probability_metrics(evaluation.average(views), self.arrays.test_y)
 
     # ----------------------------------------------------------------------- a whole run
 
@@ -166,7 +180,7 @@ class Trainer:
             loop.truncate_history(history_csv, start_epoch)
         model = self.compile(self.build_model())
         throughput = loop.Throughput(len(self.arrays.train_y))
-        callbacks = self.run_callbacks(run_dir, throughput, resume, start_epoch) + list(extra_callbacks)
+        callbacks = self.run_callbacks(run_dir, throughput, resume, start_epoch) + self.epoch_end_view(extra_callbacks)
 
         status, result = "completed", None
         started = time.perf_counter()
@@ -202,6 +216,8 @@ class Trainer:
         }
         if status == "completed":
             summary["test_loss"], summary["test_accuracy"] = self.test_metrics(model)
+            if config.tta != "none":  # the figure without test-time augmentation, to compare
+                summary["test_loss_no_tta"], summary["test_accuracy_no_tta"] = self.test_metrics(model, tta="none")
             if config.export:
                 if self.plan.precision != "float32":  # what the float32 ONNX/LiteRT files must reproduce
                     summary["test_loss_float32"], summary["test_accuracy_float32"] = self.test_metrics(
@@ -220,8 +236,8 @@ class Trainer:
         config, backup_dir = self.config, run_dir / "backup"
         callbacks = []
         if config.test_curve:  # before CSVLogger, so its columns are written
-            callbacks.append(loop.TestCurve(data.eval_dataset(self.arrays.test_x, self.arrays.test_y, EVAL_BATCH),
-                                            self.arrays.test_y))
+            callbacks += self.epoch_end_view([loop.TestCurve(
+                data.eval_dataset(self.arrays.test_x, self.arrays.test_y, EVAL_BATCH), self.arrays.test_y)])
         callbacks += [
             throughput,
             loop.EpochBackup(backup_dir, restore_epoch=start_epoch),
@@ -236,6 +252,11 @@ class Trainer:
         if config.total_steps():
             callbacks.append(loop.StopAfterSteps(config.total_steps(), self.steps_per_epoch))
         return callbacks
+
+    def epoch_end_view(self, callbacks):
+        """``callbacks`` as they are, or with ``--ema`` seeing the averaged weights at each epoch's end
+        (``ema.around_epoch_end``; the backup, written between such groups, keeps the training state)."""
+        return ema.around_epoch_end(callbacks) if self.config.ema else list(callbacks)
 
 
 def divergence(model, history, stop=None):
