@@ -377,5 +377,6 @@ def test_compiled_summaries_equal_numpy_over_the_finite_values():
     exact = np.asarray(tf.cast(bf16, tf.float64))
     running = callbacks.RunningStats().merge(*np.asarray(callbacks.batch_moments(bf16)))
     expected = callbacks.RunningStats().update(exact).result()
-    for key, value in running.result().items():
-        assert value == pytest.approx(expected[key], rel=1e-12), key
+    for key, value in running.result().items():  # float32 sums within each row: ~1e-7
+        assert value == pytest.approx(expected[key], rel=1e-6), key
+    assert running.result()["min"] == exact.min() and running.result()["max"] == exact.max()

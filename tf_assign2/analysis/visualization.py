@@ -145,18 +145,23 @@ def net_input(layer, inputs):
 
 
 def batch_moments(values):
-    """[count, mean, sum of squared deviations, min, max, zeros] of a tensor, in float64.
+    """[count, mean, sum of squared deviations, min, max, zeros] of a batch of tensors, in float64.
 
     A batch's share of ``RunningStats`` computed where the values are: inside the probe's compiled
     function, so only six numbers per layer leave TensorFlow (moving the activations to NumPy and
-    reducing them there cost more than the forward pass). 16-bit values are cast to float64
-    exactly, as ``RunningStats.update`` does.
+    reducing them there cost more than the forward pass). Sums run in float32 within each image
+    (at most a few ten thousand values: relative error ~1e-7) and in float64 across images, twice
+    as fast as float64 throughout; min, max and zeros are exact.
     """
-    x = tf.reshape(tf.cast(values, tf.float64), [-1])
-    mean = tf.reduce_mean(x)
-    deviation = x - mean
-    return tf.stack([tf.cast(tf.size(x), tf.float64), mean, tf.reduce_sum(deviation * deviation),
-                     tf.reduce_min(x), tf.reduce_max(x), tf.reduce_sum(tf.cast(tf.equal(x, 0.0), tf.float64))])
+    x = tf.cast(tf.reshape(values, [tf.shape(values)[0], -1]), tf.float32)
+    count = tf.cast(tf.size(x), tf.float64)
+    mean = tf.reduce_sum(tf.cast(tf.reduce_sum(x, axis=1), tf.float64)) / count
+    deviation = x - tf.cast(mean, tf.float32)
+    m2 = tf.reduce_sum(tf.cast(tf.reduce_sum(deviation * deviation, axis=1), tf.float64))
+    # the float32 mean's rounding, corrected exactly as in a two-pass algorithm: m2 -= n * (mean_32 - mean)^2
+    shift = tf.cast(tf.cast(mean, tf.float32), tf.float64) - mean
+    return tf.stack([count, mean, m2 - count * shift * shift, tf.cast(tf.reduce_min(x), tf.float64),
+                     tf.cast(tf.reduce_max(x), tf.float64), tf.reduce_sum(tf.cast(tf.equal(x, 0.0), tf.float64))])
 
 
 class ActivationProbe:
@@ -332,7 +337,7 @@ def hidden_state_statistics(model, images, batch_size=256, probe=None, first_bat
 # --------------------------------------------------------------------------- TensorBoard
 
 
-HISTOGRAM_VALUES = 100_000
+HISTOGRAM_VALUES = 20_000
 
 
 def histogram_sample(values, limit=HISTOGRAM_VALUES):
