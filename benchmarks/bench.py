@@ -97,6 +97,8 @@ class Plan:
     tta_max_epochs: int = 20
     tta_ntrain: int = None  # training images per class for time-to-accuracy; None: a default run's
     rss_args: tuple = ("--epochs", "10")
+    cli_only: bool = False  # only the default CLI runs' wall time (--cli-only)
+    compare_with: str = None  # another checkout whose default CLI runs are measured alongside
 
     @classmethod
     def full_run(cls, repeats=None):
@@ -560,9 +562,11 @@ def peak_rss(plan, env=None):
     return cli_run("cifar", plan.rss_args, env)
 
 
-def cli_run(task, args=(), env=None):
+def cli_run(task, args=(), env=None, source=None):
     """A default ``python -m tf_assign2.<task>`` run as a user starts it: wall seconds, the seconds of its
     training steps (history.csv's ``epoch_seconds``, summed), their ratio, and its peak resident memory.
+
+    ``source``: another checkout of the project whose code runs instead (``--compare-with``).
 
     Peak memory is read from ``wait4`` on that child alone (``RUSAGE_CHILDREN`` would report the
     largest of every child this process waited for). The run's summary.json adds its images/s and
@@ -574,8 +578,9 @@ def cli_run(task, args=(), env=None):
         command = [sys.executable, "-m", f"tf_assign2.{task}", *args, "--runs-dir", tmp]
         with open(Path(tmp) / "log.txt", "w+") as log:
             started = time.perf_counter()
-            child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})})
+            child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=source,
+                                     env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {}),
+                                          **({"PYTHONPATH": str(Path(source).resolve())} if source else {})})
             _, status, usage = os.wait4(child.pid, 0)
             wall = time.perf_counter() - started
             child.returncode = os.waitstatus_to_exitcode(status)
@@ -592,6 +597,39 @@ def cli_run(task, args=(), env=None):
             "images_per_sec": summary.get("images_per_sec"), "test_accuracy": summary.get("test_accuracy"),
             "epochs": summary.get("epochs_completed"), "train_seconds": summary.get("train_seconds"),
             "wall_seconds": round(wall, 1), "step_seconds": round(steps, 1), "wall_over_steps": round(wall / steps, 2)}
+
+
+def default_cli_runs(plan):
+    """The default runs the wall-time rows measure: CIFAR, MNIST and, where its idx files are installed,
+    two epochs of LeNet5 on the full Fashion-MNIST (where the per-epoch extras meet 6x the data)."""
+    runs = [("cifar", plan.rss_args), ("mnist", plan.rss_args)]
+    if _fashion_folder() is not None:
+        epochs = ("--epochs", "1", "--ntrain", "200", "--ntest", "50") if plan.quick else ("--epochs", "2")
+        runs.append(("mnist", ("--dataset", "fashion_mnist", "--model", "lenet5", *epochs)))
+    return runs
+
+
+def compare_cli_runs(plan, other):
+    """Each default CLI run with this checkout's code and with ``other``'s, alternately (other first), so
+    both meet the machine in the same state: the before/after rows of one benchmark run."""
+    label = _checkout_label(other)
+    rows = []
+    for task, args in default_cli_runs(plan):
+        for code, source in ((label, other), ("this checkout", None)):
+            _log(f"wall time ({code}): python -m tf_assign2.{task} {' '.join(args)} ...")
+            row = cli_run(task, args, source=source)
+            rows.append({**row, "code": code})
+            _log(f"  {row['wall_seconds']} s wall / {row['step_seconds']} s steps = {row['wall_over_steps']}x")
+    return rows
+
+
+def _checkout_label(path):
+    try:
+        commit = subprocess.run(["git", "-C", str(path), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{path} ({commit})" if commit else str(path)
 
 
 # --------------------------------------------------------------------------- data
@@ -740,6 +778,15 @@ def run_bench(plan):
         results["phase_seconds"][name] = round(time.perf_counter() - begun, 1)
         return value
 
+    if plan.compare_with or plan.cli_only:
+        results["cli_runs"] = phase("cli_runs", lambda: compare_cli_runs(plan, plan.compare_with)
+                                    if plan.compare_with else
+                                    [{**cli_run(t, a), "code": "this checkout"} for t, a in default_cli_runs(plan)])
+    if plan.cli_only:
+        results["machine"] = machine()
+        results["machine"]["loadavg_end"] = _loadavg()
+        results["seconds"] = round(time.perf_counter() - started, 1)
+        return results
     _log("data loading (fresh processes)...")
     results["data"] = phase("data", lambda: data_figures(plan.decode_repeats))
     _log(f"  PNG decode {results['data']['png_cold']:.2f} s")
@@ -854,6 +901,8 @@ def markdown(results):
     then one section per figure."""
     m = results["machine"]
     command = "python -m benchmarks.bench" + (" --quick" if results["quick"] else "")
+    if results["plan"].get("cli_only"):
+        return cli_markdown(results, command + " --cli-only")
     lines = [
         "# Benchmarks",
         "",
@@ -874,9 +923,22 @@ def markdown(results):
         "|---|---|---|",
         *(f"| {what} | {value} | {goal} |" for what, value, goal in headline(results)),
     ]
-    for section in (_lenet_section, _rnn_section, _data_section, _tta_section, _memory_section):
+    for section in (_lenet_section, _rnn_section, _data_section, _tta_section, _memory_section,
+                    _cli_comparison_section):
         lines += section(results)
     return "\n".join(lines) + "\n"
+
+
+def cli_markdown(results, command):
+    """The record of a ``--cli-only`` run: the machine and the default CLI runs' wall time."""
+    m = results["machine"]
+    compare = results["plan"].get("compare_with")
+    lines = ["# Benchmarks: default CLI runs", "",
+             f"`{command}{f' --compare-with {compare}' if compare else ''}`, {results['date']}, "
+             f"{results['seconds']:.0f} s in all.", "",
+             f"Machine: {m['processor']}, {m['cpu_count']} cores; TensorFlow {m['tensorflow']}, Keras {m['keras']}. "
+             f"Load average (1/5/15 min) at start {_load(m.get('loadavg_start'))}, at end {_load(m.get('loadavg_end'))}."]
+    return "\n".join(lines + _cli_comparison_section(results)) + "\n"
 
 
 def _plans_lines(plans):
@@ -960,6 +1022,24 @@ def _tta_section(results):
     return lines
 
 
+def _cli_comparison_section(results):
+    runs = results.get("cli_runs") or []
+    if not runs:
+        return []
+    lines = ["", "## Default CLI runs, code compared", "",
+             "Each run with each code in turn, in one benchmark process. Wall: the whole command (start-up, data, "
+             "every epoch's validation, test curve, visualisation and backup, export). Training steps: "
+             "history.csv's `epoch_seconds`, summed.", "",
+             "| run | code | wall s | training steps s | wall / steps | peak RSS | images/s | test accuracy |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        lines.append(f"| `{r['command']}` | {r['code']} | {_num(r.get('wall_seconds'), 1)} | "
+                     f"{_num(r.get('step_seconds'), 1)} | {_num(r.get('wall_over_steps'), 2)}x | "
+                     f"{_num(r['peak_rss_mb'])} MB | {_num(r.get('images_per_sec'))} | "
+                     f"{_num(r.get('test_accuracy'), 3)} |")
+    return lines
+
+
 def _memory_section(results):
     runs = [r for r in (results.get("memory"), results.get("mnist_cli")) if r]
     if not runs:
@@ -989,8 +1069,16 @@ def main(argv=None):
     parser.add_argument("--out", default=None, help="write the markdown here (e.g. BENCHMARKS.md; the records "
                         "are kept in docs/bench/, named like docs/bench/2026-11-26-epyc-avx2.md)")
     parser.add_argument("--json", default=None, help="also write every figure, per epoch, as JSON here")
+    parser.add_argument("--cli-only", action="store_true", help="only the default CLI runs' wall time / training "
+                        "steps (CIFAR, MNIST, and 2 epochs of LeNet5 on Fashion-MNIST where installed)")
+    parser.add_argument("--compare-with", metavar="CHECKOUT", default=None, help="another checkout of this project "
+                        "(e.g. a git worktree of an older commit): its default CLI runs are measured alongside, "
+                        "alternately, for a before/after table")
     args = parser.parse_args(argv)
     plan = Plan.quick_run(args.repeats) if args.quick else Plan.full_run(args.repeats)
+    if args.compare_with and not (Path(args.compare_with) / "tf_assign2" / "__init__.py").is_file():
+        raise UsageError(f"--compare-with {args.compare_with}: not a checkout of this project (no tf_assign2/)")
+    plan = dataclasses.replace(plan, cli_only=args.cli_only, compare_with=args.compare_with)
     results = run_bench(plan)
     text = markdown(results)
     print(text)
