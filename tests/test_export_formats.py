@@ -5,6 +5,7 @@ ai-edge-litert or, without it, on tf.lite."""
 
 import json
 import types
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -75,29 +76,49 @@ def test_float32_twin_has_no_cudnn_and_the_same_outputs():
 
 
 @pytest.mark.slow
-def test_a_16_bit_run_records_the_float32_accuracy_its_exports_reproduce(small_config):
+def test_a_16_bit_run_records_the_float32_accuracy_its_exports_reproduce(small_config, monkeypatch, capsys):
     """A bfloat16 run's SavedModel computes in bfloat16, its ONNX/LiteRT files in float32: the run records
-    the float32 test metrics of its weights beside its own, and only when it computed in 16 bits."""
+    the float32 test metrics of its weights when it writes those files (the export extra installed),
+    ``python -m tf_assign2.export`` adds them to a run that did not, and a float32 run needs none."""
     from tf_assign2 import data
+    from tf_assign2.cli.export import record_float32_figures
     from tf_assign2.training import callbacks as loop
     from tf_assign2.training.trainer import Trainer
 
-    for precision in ("bfloat16", "float32"):
+    monkeypatch.setattr(export, "export_formats", lambda *args, **kwargs: {})  # the files themselves: elsewhere
+    summaries = {}
+    for precision, extra in (("bfloat16", ["onnx"]), ("bfloat16", []), ("float32", ["onnx"])):
+        monkeypatch.setattr(export, "installed_formats", lambda extra=extra: extra)
         cfg = small_config(precision=precision, conv_filters=(4, 8), fc_units=16, visualize=False)
         arrays, info = data.load_arrays(cfg)
         trainer = Trainer(cfg, arrays, info)
         run_dir = trainer.new_run_dir()
-        summary = trainer.run(run_dir)
+        summaries[precision, bool(extra)] = summary = trainer.run(run_dir)
         assert summary["status"] == "completed"
-        if precision == "float32":
+        if precision == "float32" or not extra:
             assert "test_accuracy_float32" not in summary
-            continue
-        model = keras.models.load_model(run_dir / "model.keras")
-        logits = np.asarray(export.float32_model(model).predict(_float_images(arrays), verbose=0))
-        assert (summary["test_loss_float32"], summary["test_accuracy_float32"]) == \
-            loop.logits_metrics(logits, arrays.test_y)
-        assert run_accuracy(summary, "onnx")["run_test_accuracy_float32"] == summary["test_accuracy_float32"]
-        assert "run_test_accuracy_float32" not in run_accuracy(summary, "saved_model")
+    def float32_metrics(run_dir):
+        model = keras.models.load_model(Path(run_dir) / "model.keras", compile=False)
+        return model, loop.logits_metrics(np.asarray(export.float32_model(model).predict(
+            _float_images(arrays), verbose=0)), arrays.test_y)
+
+    with_extra = summaries["bfloat16", True]
+    assert (with_extra["test_loss_float32"], with_extra["test_accuracy_float32"]) == \
+        float32_metrics(with_extra["run_dir"])[1]
+    assert run_accuracy(with_extra, "onnx")["run_test_accuracy_float32"] == with_extra["test_accuracy_float32"]
+    assert "run_test_accuracy_float32" not in run_accuracy(with_extra, "saved_model")
+
+    # The run trained without the extra gets the same figures from the export command's step.
+    plain = Path(summaries["bfloat16", False]["run_dir"])
+    model, expected = float32_metrics(plain)
+    record_float32_figures(plain, model)
+    added = json.loads((plain / "summary.json").read_text())
+    assert added["test_accuracy"] == summaries["bfloat16", False]["test_accuracy"]
+    assert (added["test_loss_float32"], added["test_accuracy_float32"]) == expected
+    assert "added to summary.json" in capsys.readouterr().out
+    unchanged = Path(summaries["float32", True]["run_dir"])
+    record_float32_figures(unchanged, keras.models.load_model(unchanged / "model.keras", compile=False))
+    assert "test_accuracy_float32" not in json.loads((unchanged / "summary.json").read_text())
 
 
 @pytest.mark.slow

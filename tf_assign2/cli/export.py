@@ -39,6 +39,8 @@ def export_run(argv=None):
     model = load_run_model(run_dir)
     with runs.owned(run_dir, "run folder"):
         records = export.export_formats(model, run_dir, formats)  # the others still written
+        if records:
+            record_float32_figures(run_dir, model)
     for record in records.values():
         check = record.get("check")
         checked = (f"; max |p - Keras| {check['max_abs_diff']:.2e} on {check['images']} images ({check['runtime']})"
@@ -49,6 +51,28 @@ def export_run(argv=None):
         raise UsageError(f"--formats {','.join(failed)}: the converter failed (see the warning above); "
                          f"{', '.join(records) or 'nothing'} written")
     return 0
+
+
+def record_float32_figures(run_dir, model):
+    """Add the float32 test figures to summary.json of a run computed in 16 bits (a run trained without
+    the export extra did not compute them): what its ONNX/LiteRT files reproduce, and evaluate compares."""
+    from tf_assign2 import config as settings
+    from tf_assign2 import data
+    from tf_assign2.training.trainer import Trainer, recorded_plan
+
+    summary_path = run_dir / "summary.json"
+    plan = recorded_plan(run_dir)
+    if not summary_path.is_file() or plan is None or plan.precision == "float32":
+        return
+    summary = runs.read_json(summary_path)
+    if summary.get("test_accuracy_float32") is not None:
+        return
+    config = settings.from_dict(runs.read_json(run_dir / "config.json"), f"{run_dir}/config.json")
+    arrays, info = data.load_arrays(config)
+    summary.update(Trainer(config, arrays, info, plan=plan).float32_test_metrics(model))
+    runs.write_json(summary_path, summary)
+    print(f"run computed in {plan.precision}: test accuracy {summary['test_accuracy']:.4f}; its weights in float32, "
+          f"as the files compute: {summary['test_accuracy_float32']:.4f} (added to summary.json)")
 
 
 def main(argv=None):

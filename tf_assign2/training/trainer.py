@@ -140,6 +140,12 @@ class Trainer:
         views = evaluation.view_probabilities(probabilities, self.arrays.test_x, tta)
         return evaluation.probability_metrics(evaluation.average(views), self.arrays.test_y)
 
+    def float32_test_metrics(self, model):
+        """``test_loss_float32`` and ``test_accuracy_float32`` of a run computed in 16 bits: its weights in
+        float32, as model.onnx and model.tflite compute them (their CPU runtimes have no 16-bit kernels)."""
+        loss, accuracy = self.test_metrics(export.float32_model(model))
+        return {"test_loss_float32": loss, "test_accuracy_float32": accuracy}
+
     # ----------------------------------------------------------------------- a whole run
 
     def new_run_dir(self):
@@ -219,9 +225,8 @@ class Trainer:
             if config.tta != "none":  # the figure without test-time augmentation, to compare
                 summary["test_loss_no_tta"], summary["test_accuracy_no_tta"] = self.test_metrics(model, tta="none")
             if config.export:
-                if self.plan.precision != "float32":  # what the float32 ONNX/LiteRT files must reproduce
-                    summary["test_loss_float32"], summary["test_accuracy_float32"] = self.test_metrics(
-                        export.float32_model(model))
+                if self.plan.precision != "float32" and export.installed_formats():
+                    summary.update(self.float32_test_metrics(model))  # what the ONNX/LiteRT files will reproduce
                 export.save_all(model, config, self.info, run_dir)
         if history:
             figures.plot_curves(history, run_dir / "curves.png", title=run_dir.name)
