@@ -596,7 +596,8 @@ def cli_run(task, args=(), env=None, source=None):
     return {"command": f"python -m tf_assign2.{task} " + " ".join(args), "peak_rss_mb": round(kib / 1024, 1),
             "images_per_sec": summary.get("images_per_sec"), "test_accuracy": summary.get("test_accuracy"),
             "epochs": summary.get("epochs_completed"), "train_seconds": summary.get("train_seconds"),
-            "wall_seconds": round(wall, 1), "step_seconds": round(steps, 1), "wall_over_steps": round(wall / steps, 2)}
+            "wall_seconds": round(wall, 1), "step_seconds": round(steps, 1), "wall_over_steps": round(wall / steps, 2),
+            "output": output}
 
 
 def default_cli_runs(plan):
@@ -901,7 +902,7 @@ def markdown(results):
     then one section per figure."""
     m = results["machine"]
     command = "python -m benchmarks.bench" + (" --quick" if results["quick"] else "")
-    if results["plan"].get("cli_only"):
+    if results.get("plan", {}).get("cli_only"):
         return cli_markdown(results, command + " --cli-only")
     lines = [
         "# Benchmarks",

@@ -174,3 +174,57 @@ def test_quick_benchmark_writes_its_record(data_root, tmp_path):
     assert set(results["lenet"]["50"]["cifar"]) >= {"tf1", "fit", "ours", "xla", "bound"}
     assert set(results["time_to_accuracy"]) == {"cifar", "mnist"} and results["memory"]["peak_rss_mb"] > 0
     assert results["memory"]["wall_over_steps"] > 1 and results["mnist_cli"]["wall_over_steps"] > 1
+
+
+def test_cli_only_markdown_compares_the_two_codes():
+    rows = [{"command": "python -m tf_assign2.cifar --epochs 10", "code": code, "wall_seconds": wall,
+             "step_seconds": 22.0, "wall_over_steps": round(wall / 22.0, 2), "peak_rss_mb": 1187.0,
+             "images_per_sec": 4178.0, "test_accuracy": 0.523} for code, wall in (("../old (abc123)", 38.9),
+                                                                                  ("this checkout", 35.1))]
+    results = {**_results({}), "plan": {"cli_only": True, "compare_with": "../old"}, "cli_runs": rows}
+    text = bench.markdown(results)
+    assert text.startswith("# Benchmarks: default CLI runs")
+    assert "`python -m benchmarks.bench --quick --cli-only --compare-with ../old`" in text
+    assert "| `python -m tf_assign2.cifar --epochs 10` | ../old (abc123) | 38.9 | 22.0 | 1.77x | 1,187 MB |" in text
+    assert "| `python -m tf_assign2.cifar --epochs 10` | this checkout | 35.1 | 22.0 | 1.60x |" in text
+    assert "## LeNet5 training" not in text
+
+
+def test_compare_with_needs_a_checkout(tmp_path):
+    from tf_assign2.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"--compare-with .*: not a checkout of this project"):
+        bench.main(["--cli-only", "--compare-with", str(tmp_path)])
+
+
+@pytest.mark.slow
+def test_cli_run_runs_the_code_of_the_checkout_it_is_given(data_root, tmp_path, monkeypatch):
+    """``--compare-with`` runs the other checkout's code: a copy whose training CLI says where it runs from."""
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(bench.ROOT / "tf_assign2", other / "tf_assign2")
+    marker = "print('running from', __file__)\n"
+    (other / "tf_assign2" / "cifar.py").write_text(marker + (other / "tf_assign2" / "cifar.py").read_text())
+    monkeypatch.setenv("TF_ASSIGN2_DATA", str(data_root))
+    row = bench.cli_run("cifar", ("--epochs", "1", "--ntrain", "10", "--ntest", "5", "--no-visualize"),
+                        source=other)
+    assert row["epochs"] == 1 and row["wall_seconds"] > row["step_seconds"] > 0
+    assert row["output"].startswith(f"running from {other / 'tf_assign2' / 'cifar.py'}")
+
+
+@pytest.mark.slow
+def test_profile_run_accounts_for_the_wall_time(data_root, monkeypatch):
+    """``python -m benchmarks.profile_run``: each phase timed, the steps among them, none longer than the wall."""
+    from benchmarks import profile_run
+
+    monkeypatch.setenv("TF_ASSIGN2_DATA", str(data_root))
+    totals = profile_run.profile("cifar", ["--epochs", "2", "--ntrain", "20", "--ntest", "5"])
+    wall = totals["wall (in process, from interpreter start)"]
+    for phase in ("fit (all of it)", "fit: training steps (sum of epoch_seconds)", "fit: validation each epoch",
+                  "fit: Visualization.on_epoch_end", "fit: EpochBackup.on_epoch_end", "fit: TestCurve.on_epoch_end",
+                  "data: read and decode", "after fit: export (model.keras, SavedModel)"):
+        assert 0 < totals[phase] <= wall, phase
+    inside = sum(v for k, v in totals.items() if k.startswith("fit: ") and k != "fit: other (Keras between steps)")
+    assert inside <= totals["fit (all of it)"]
+    assert "wall / training steps:" in profile_run.table(totals)
