@@ -779,13 +779,13 @@ def run_bench(plan):
         results["phase_seconds"][name] = round(time.perf_counter() - begun, 1)
         return value
 
+    load_start = _loadavg()
     if plan.compare_with or plan.cli_only:
         results["cli_runs"] = phase("cli_runs", lambda: compare_cli_runs(plan, plan.compare_with)
                                     if plan.compare_with else
                                     [{**cli_run(t, a), "code": "this checkout"} for t, a in default_cli_runs(plan)])
     if plan.cli_only:
-        results["machine"] = machine()
-        results["machine"]["loadavg_end"] = _loadavg()
+        results["machine"] = {**machine(), "loadavg_start": load_start, "loadavg_end": _loadavg()}
         results["seconds"] = round(time.perf_counter() - started, 1)
         return results
     _log("data loading (fresh processes)...")

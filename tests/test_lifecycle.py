@@ -137,3 +137,15 @@ def test_a_run_folder_has_one_owner(setup):
     with runs.owned(run_dir, "run folder"), pytest.raises(UsageError, match=r"in use by process \d+ on "):
         trainer.run(run_dir)
     assert not (run_dir / "summary.json").exists()
+
+
+def test_final_test_figures_are_the_final_weights_own(setup):
+    """summary.json's test loss and accuracy (the test curve's last point, not a second pass) equal a
+    fresh prediction of the test split by the saved model, and the last row of history.csv."""
+    cfg, arrays, info, summary = setup
+    model = keras.models.load_model(f"{summary['run_dir']}/model.keras", compile=False)
+    logits = model.predict(data.eval_dataset(arrays.test_x, arrays.test_y, 256), verbose=0)
+    assert (summary["test_loss"], summary["test_accuracy"]) == loop.logits_metrics(logits, arrays.test_y)
+    last = loop.read_history(f"{summary['run_dir']}/history.csv")
+    assert (last["test_loss"][-1], last["test_accuracy"][-1]) == pytest.approx(
+        (summary["test_loss"], summary["test_accuracy"]), rel=1e-12)

@@ -254,11 +254,13 @@ class TestCurve(keras.callbacks.Callback):
     def __init__(self, test_ds, test_y):
         super().__init__()
         self.test_ds, self.test_y = test_ds, test_y
+        self.latest = None  # (epochs done, loss, accuracy) of the last point
 
     def on_epoch_end(self, epoch, logs=None):
         logits = self.model.predict(self.test_ds, verbose=0)
         loss, acc = logits_metrics(logits, self.test_y)
         logs["test_loss"], logs["test_accuracy"] = loss, acc
+        self.latest = (epoch + 1, loss, acc)
 
 
 class Throughput(keras.callbacks.Callback):
