@@ -197,7 +197,7 @@ class ActivationProbe:
         return [batch_moments(out) for out in self._outputs(images)]
 
     def moments(self, images):
-        """{name: (batch_moments as NumPy, shape per image)} for one batch, in one compiled call."""
+        """{name: its ``batch_moments`` as NumPy} for one batch, in one compiled call."""
         values = self._moments(tf.convert_to_tensor(images))
         return {name: np.asarray(v) for name, v in zip(self.names, values)}
 
