@@ -225,3 +225,21 @@ def test_a_usage_error_as_a_process_is_one_line_and_exit_2(tmp_path):
     """The exit code and the one stderr line are what a shell sees (the in-process tests see main's)."""
     done = run_cli("tf_assign2.cifar", *_tiny(tmp_path), "--lr", "0", timeout=60)
     _assert_clean_error(done, tmp_path, "--lr", "> 0")
+
+
+@pytest.mark.slow
+def test_start_up_imports_keras_without_scikit_learn_which_stays_importable():
+    """A fresh process, as a command starts: Keras' scikit-learn wrappers are not loaded at start-up,
+    and keras-tuner's Bayesian search, imported later, still finds scikit-learn."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from tf_assign2.cli import start_tensorflow\n"
+            "start_tensorflow()\n"
+            "print('keras' in sys.modules, 'sklearn' in sys.modules)\n"
+            "from keras_tuner.src.tuners import bayesian\n"
+            "print(bayesian.sklearn is not None)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "False", "True"]
