@@ -610,18 +610,44 @@ def default_cli_runs(plan):
     return runs
 
 
-def compare_cli_runs(plan, other):
-    """Each default CLI run with this checkout's code and with ``other``'s, alternately (other first), so
-    both meet the machine in the same state: the before/after rows of one benchmark run."""
-    label = _checkout_label(other)
+def compare_cli_runs(plan, other=None):
+    """Each default CLI run with this checkout's code, with ``other``'s where given (before it, so both
+    meet the machine in the same state: the before/after rows of one benchmark run), and its floor
+    (``floor_cli_run``)."""
+    codes = ([(_checkout_label(other), other)] if other else []) + [("this checkout", None)]
     rows = []
     for task, args in default_cli_runs(plan):
-        for code, source in ((label, other), ("this checkout", None)):
+        for code, source in codes:
             _log(f"wall time ({code}): python -m tf_assign2.{task} {' '.join(args)} ...")
             row = cli_run(task, args, source=source)
             rows.append({**row, "code": code})
             _log(f"  {row['wall_seconds']} s wall / {row['step_seconds']} s steps = {row['wall_over_steps']}x")
+        _log(f"wall time (floor): python -m benchmarks.floor_run {task} {' '.join(args)} ...")
+        rows.append(floor_cli_run(task, args))
+        _log(f"  {rows[-1]['wall_seconds']} s wall / {rows[-1]['step_seconds']} s steps = "
+             f"{rows[-1]['wall_over_steps']}x")
     return rows
+
+
+def floor_cli_run(task, args=()):
+    """``benchmarks.floor_run``'s bare run of the same configuration (import, data, fit with the per-epoch
+    validation and test evaluation, nothing else), timed from outside like ``cli_run``: the least
+    ``wall / training steps`` any run of it can show on this machine."""
+    command = [sys.executable, "-m", "benchmarks.floor_run", task, *args]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    wall = time.perf_counter() - started
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(command)} exited {done.returncode}:\n{done.stderr[-2000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    steps = result["step_seconds"]
+    return {"command": f"python -m tf_assign2.{task} " + " ".join(args), "code": FLOOR_LABEL, "peak_rss_mb": None,
+            "images_per_sec": None, "test_accuracy": result["test_accuracy"], "wall_seconds": round(wall, 1),
+            "step_seconds": round(steps, 1), "wall_over_steps": round(wall / steps, 2)}
+
+
+FLOOR_LABEL = "floor: import, data, fit, per-epoch validation and test only"
 
 
 def _checkout_label(path):
@@ -781,9 +807,7 @@ def run_bench(plan):
 
     load_start = _loadavg()
     if plan.compare_with or plan.cli_only:
-        results["cli_runs"] = phase("cli_runs", lambda: compare_cli_runs(plan, plan.compare_with)
-                                    if plan.compare_with else
-                                    [{**cli_run(t, a), "code": "this checkout"} for t, a in default_cli_runs(plan)])
+        results["cli_runs"] = phase("cli_runs", lambda: compare_cli_runs(plan, plan.compare_with))
     if plan.cli_only:
         results["machine"] = {**machine(), "loadavg_start": load_start, "loadavg_end": _loadavg()}
         results["seconds"] = round(time.perf_counter() - started, 1)
@@ -1030,13 +1054,16 @@ def _cli_comparison_section(results):
     lines = ["", "## Default CLI runs, code compared", "",
              "Each run with each code in turn, in one benchmark process. Wall: the whole command (start-up, data, "
              "every epoch's validation, test curve, visualisation and backup, export). Training steps: "
-             "history.csv's `epoch_seconds`, summed.", "",
+             "history.csv's `epoch_seconds`, summed. The floor row is `python -m benchmarks.floor_run` with the "
+             "same flags: the same run with nothing but TensorFlow's import, the data, and the fit with its "
+             "per-epoch validation and test evaluation; no run of that configuration can go below its ratio here.",
+             "",
              "| run | code | wall s | training steps s | wall / steps | peak RSS | images/s | test accuracy |",
              "|---|---|---|---|---|---|---|---|"]
     for r in runs:
         lines.append(f"| `{r['command']}` | {r['code']} | {_num(r.get('wall_seconds'), 1)} | "
                      f"{_num(r.get('step_seconds'), 1)} | {_num(r.get('wall_over_steps'), 2)}x | "
-                     f"{_num(r['peak_rss_mb'])} MB | {_num(r.get('images_per_sec'))} | "
+                     f"{_num(r['peak_rss_mb']) + ' MB' if r['peak_rss_mb'] else '-'} | {_num(r.get('images_per_sec'))} | "
                      f"{_num(r.get('test_accuracy'), 3)} |")
     return lines
 

@@ -181,12 +181,15 @@ def test_cli_only_markdown_compares_the_two_codes():
              "step_seconds": 22.0, "wall_over_steps": round(wall / 22.0, 2), "peak_rss_mb": 1187.0,
              "images_per_sec": 4178.0, "test_accuracy": 0.523} for code, wall in (("../old (abc123)", 38.9),
                                                                                   ("this checkout", 35.1))]
+    rows.append({**rows[0], "code": bench.FLOOR_LABEL, "wall_seconds": 28.6, "wall_over_steps": 1.3, "peak_rss_mb": None,
+                 "images_per_sec": None})
     results = {**_results({}), "plan": {"cli_only": True, "compare_with": "../old"}, "cli_runs": rows}
     text = bench.markdown(results)
     assert text.startswith("# Benchmarks: default CLI runs")
     assert "`python -m benchmarks.bench --quick --cli-only --compare-with ../old`" in text
     assert "| `python -m tf_assign2.cifar --epochs 10` | ../old (abc123) | 38.9 | 22.0 | 1.77x | 1,187 MB |" in text
     assert "| `python -m tf_assign2.cifar --epochs 10` | this checkout | 35.1 | 22.0 | 1.60x |" in text
+    assert f"| `python -m tf_assign2.cifar --epochs 10` | {bench.FLOOR_LABEL} | 28.6 | 22.0 | 1.30x | - | - | 0.523 |" in text
     assert "## LeNet5 training" not in text
 
 
@@ -228,3 +231,15 @@ def test_profile_run_accounts_for_the_wall_time(data_root, monkeypatch):
     inside = sum(v for k, v in totals.items() if k.startswith("fit: ") and k != "fit: other (Keras between steps)")
     assert inside <= totals["fit (all of it)"]
     assert "wall / training steps:" in profile_run.table(totals)
+
+
+@pytest.mark.slow
+def test_the_floor_run_is_the_same_training_as_the_cli_run(data_root, monkeypatch):
+    """``benchmarks.floor_run`` trains exactly what the CLI trains (same test accuracy at the same seed),
+    only without the extras, so its wall / steps is a floor for that run."""
+    monkeypatch.setenv("TF_ASSIGN2_DATA", str(data_root))
+    args = ("--epochs", "2", "--ntrain", "200", "--ntest", "50")
+    floor, run = bench.floor_cli_run("cifar", args), bench.cli_run("cifar", args)
+    assert floor["code"] == bench.FLOOR_LABEL and floor["command"] == run["command"]
+    assert floor["wall_seconds"] > floor["step_seconds"] > 0
+    assert floor["test_accuracy"] == run["test_accuracy"]

@@ -1,0 +1,52 @@
+"""The floor under a run's ``wall / training steps``: the default run with only what no run can skip.
+
+    python -m benchmarks.floor_run {cifar,mnist} [training flags ...]
+
+Starts Python, imports TensorFlow and Keras (as the CLI does), reads the data, builds and compiles
+the same network with the same plan (precision, XLA, steps per call) through the same ``Trainer``,
+and fits it with the same pipeline, validating after each epoch and scoring the test split after
+each epoch (the assignment's per-epoch test accuracy). Nothing else: no visualisation, backups,
+history.csv, TensorBoard, console lines, exports or figures. It prints one JSON line; the benchmark
+(``python -m benchmarks.bench --cli-only``) times the process from outside, as it times a CLI run,
+so ``wall / training steps`` of this process is the least a run of that configuration can show on
+the machine: TensorFlow's import and the per-epoch evaluations are part of every run.
+"""
+
+import json
+import sys
+import time
+
+
+def floor_run(task, argv):
+    """{'step_seconds', 'test_accuracy'} of the bare run of ``task`` with training flags ``argv``."""
+    from tf_assign2.cli import load_data, resolve_config, start_tensorflow, training_parser
+
+    config = resolve_config(task, training_parser(task).parse_args(argv))
+    arrays, info = load_data(config)
+    start_tensorflow(config.seed, config.deterministic, config.devices)
+
+    from tf_assign2.data import pipeline
+    from tf_assign2.training.callbacks import TestCurve, Throughput
+    from tf_assign2.training.trainer import EVAL_BATCH, Trainer
+
+    trainer = Trainer(config, arrays, info)
+    model = trainer.compile(trainer.build_model())
+    throughput = Throughput(len(arrays.train_y))
+    test_curve = TestCurve(pipeline.eval_dataset(arrays.test_x, arrays.test_y, EVAL_BATCH), arrays.test_y)
+    trainer.fit(model, callbacks=[test_curve, throughput], verbose=0)
+    return {"step_seconds": round(sum(throughput.epoch_seconds), 2), "test_accuracy": test_curve.latest[2]}
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in ("cifar", "mnist"):
+        print("usage: python -m benchmarks.floor_run {cifar,mnist} [training flags ...]", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    result = floor_run(argv[0], argv[1:])
+    print(json.dumps({**result, "seconds_in_process": round(time.perf_counter() - started, 2)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
