@@ -101,3 +101,24 @@ def test_tensorboard_serves_the_runs_hparams(cifar_run):
     assert {"model", "optimizer", "lr", "batch_size", "epochs", "seed"} <= names
     metrics = {m["name"]["tag"] for m in group["metricValues"]}
     assert "run/test_accuracy" in metrics
+
+
+@pytest.mark.slow
+def test_a_run_as_a_process_ends_with_every_file_complete(tmp_path):
+    """``python -m tf_assign2.cifar`` ends its process without the final garbage collection
+    (``cli.end_process``): its exit code, summary, history and TensorBoard events are all complete."""
+    from conftest import run_cli
+
+    done = run_cli("tf_assign2.cifar", "--ntrain", "40", "--ntest", "10", "--epochs", "2", "--optimizer", "adam",
+                   "--runs-dir", str(tmp_path / "runs"))
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and len(loop.read_history(run_dir / "history.csv")["loss"]) == 2
+    hparams, scalars = _hparams_and_scalars(run_dir / "tensorboard")
+    assert hparams["optimizer"] == "adam" and scalars["run/test_accuracy"] == pytest.approx(summary["test_accuracy"])
+    import tensorflow as tf
+
+    steps = [event.step for path in (run_dir / "tensorboard" / "visualization").glob("events.out.tfevents.*")
+             for event in tf.compat.v1.train.summary_iterator(str(path)) if event.summary.value]
+    assert {1, 2} <= set(steps)  # the last epoch's summaries, written just before the exit, are there

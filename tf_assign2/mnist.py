@@ -1,8 +1,6 @@
 """`python -m tf_assign2.mnist`: train a BasicRNN, LSTM or GRU on MNIST rows; see `--help`."""
 
-import sys
-
-from tf_assign2.cli import train
+from tf_assign2.cli import end_process, train
 
 
 def main(argv=None):
@@ -10,4 +8,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    end_process(main())
