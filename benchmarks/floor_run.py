@@ -6,7 +6,8 @@ Starts Python, imports TensorFlow and Keras (as the CLI does), reads the data, b
 the same network with the same plan (precision, XLA, steps per call) through the same ``Trainer``,
 and fits it with the same pipeline, validating after each epoch and scoring the test split after
 each epoch (the assignment's per-epoch test accuracy). Nothing else: no visualisation, backups,
-history.csv, TensorBoard, console lines, exports or figures. It prints one JSON line; the benchmark
+history.csv, TensorBoard, console lines, exports or figures; it ends its process as the commands do
+(``cli.end_process``). It prints one JSON line; the benchmark
 (``python -m benchmarks.bench --cli-only``) times the process from outside, as it times a CLI run,
 so ``wall / training steps`` of this process is the least a run of that configuration can show on
 the machine: TensorFlow's import and the per-epoch evaluations are part of every run.
@@ -49,4 +50,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tf_assign2.cli import end_process
+
+    end_process(main())
