@@ -635,7 +635,7 @@ def floor_cli_run(task, args=()):
     ``wall / training steps`` any run of it can show on this machine."""
     command = [sys.executable, "-m", "benchmarks.floor_run", task, *args]
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent,
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     wall = time.perf_counter() - started
     if done.returncode:
