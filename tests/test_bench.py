@@ -238,7 +238,7 @@ def test_the_floor_run_is_the_same_training_as_the_cli_run(data_root, monkeypatc
     """``benchmarks.floor_run`` trains exactly what the CLI trains (same test accuracy at the same seed),
     only without the extras, so its wall / steps is a floor for that run."""
     monkeypatch.setenv("TF_ASSIGN2_DATA", str(data_root))
-    args = ("--epochs", "2", "--ntrain", "200", "--ntest", "50")
+    args = ("--epochs", "1", "--ntrain", "200", "--ntest", "50", "--no-visualize")
     floor, run = bench.floor_cli_run("cifar", args), bench.cli_run("cifar", args)
     assert floor["code"] == bench.FLOOR_LABEL and floor["command"] == run["command"]
     assert floor["wall_seconds"] > floor["step_seconds"] > 0
