@@ -619,14 +619,16 @@ def compare_cli_runs(plan, other=None):
     for task, args in default_cli_runs(plan):
         for code, source in codes:
             _log(f"wall time ({code}): python -m tf_assign2.{task} {' '.join(args)} ...")
-            row = cli_run(task, args, source=source)
-            rows.append({**row, "code": code})
-            _log(f"  {row['wall_seconds']} s wall / {row['step_seconds']} s steps = {row['wall_over_steps']}x")
+            rows.append({**cli_run(task, args, source=source), "code": code})
+            _log_ratio(rows[-1])
         _log(f"wall time (floor): python -m benchmarks.floor_run {task} {' '.join(args)} ...")
         rows.append(floor_cli_run(task, args))
-        _log(f"  {rows[-1]['wall_seconds']} s wall / {rows[-1]['step_seconds']} s steps = "
-             f"{rows[-1]['wall_over_steps']}x")
+        _log_ratio(rows[-1])
     return rows
+
+
+def _log_ratio(row):
+    _log(f"  {row['wall_seconds']} s wall / {row['step_seconds']} s steps = {row['wall_over_steps']}x")
 
 
 def floor_cli_run(task, args=()):

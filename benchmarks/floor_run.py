@@ -26,14 +26,12 @@ def floor_run(task, argv):
     arrays, info = load_data(config)
     start_tensorflow(config.seed, config.deterministic, config.devices)
 
-    from tf_assign2.data import pipeline
-    from tf_assign2.training.callbacks import TestCurve, Throughput
-    from tf_assign2.training.trainer import EVAL_BATCH, Trainer
+    from tf_assign2.training.callbacks import Throughput
+    from tf_assign2.training.trainer import Trainer
 
     trainer = Trainer(config, arrays, info)
     model = trainer.compile(trainer.build_model())
-    throughput = Throughput(len(arrays.train_y))
-    test_curve = TestCurve(pipeline.eval_dataset(arrays.test_x, arrays.test_y, EVAL_BATCH), arrays.test_y)
+    throughput, test_curve = Throughput(len(arrays.train_y)), trainer.test_curve()
     trainer.fit(model, callbacks=[test_curve, throughput], verbose=0)
     return {"step_seconds": round(sum(throughput.epoch_seconds), 2), "test_accuracy": test_curve.latest[2]}
 

@@ -253,8 +253,7 @@ class Trainer:
         config, backup_dir = self.config, run_dir / "backup"
         callbacks = []
         if config.test_curve:  # before CSVLogger, so its columns are written
-            callbacks += self.epoch_end_view([loop.TestCurve(
-                data.eval_dataset(self.arrays.test_x, self.arrays.test_y, EVAL_BATCH), self.arrays.test_y)])
+            callbacks += self.epoch_end_view([self.test_curve()])
         callbacks += [
             throughput,
             loop.EpochBackup(backup_dir, restore_epoch=start_epoch),
@@ -269,6 +268,10 @@ class Trainer:
         if config.total_steps():
             callbacks.append(loop.StopAfterSteps(config.total_steps(), self.steps_per_epoch))
         return callbacks
+
+    def test_curve(self):
+        """The callback scoring the test split after each epoch (the assignment's per-epoch test accuracy)."""
+        return loop.TestCurve(data.eval_dataset(self.arrays.test_x, self.arrays.test_y, EVAL_BATCH), self.arrays.test_y)
 
     def epoch_end_view(self, callbacks):
         """``callbacks`` as they are, or with ``--ema`` seeing the averaged weights at each epoch's end
