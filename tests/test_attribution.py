@@ -72,7 +72,9 @@ def test_ig_completeness_under_1_percent_on_real_test_images(cifar_run):
     assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
     x = cifar_run.arrays.test_x[::5].astype(np.float32) / 255.0  # 10 test images, one per class
     targets = att.probabilities(model, x).argmax(axis=1)
-    _, record = att.integrated_gradients(model, x, targets, baseline=0.0, tolerance=0.01)
+    # An image whose target logit hardly differs from the black baseline's (0.002 for one of these on
+    # an AVX2-only CPU) needs many intervals for a 1 % relative error: refine as far as it takes.
+    _, record = att.integrated_gradients(model, x, targets, baseline=0.0, tolerance=0.01, max_steps=16384)
     summary = att.completeness_summary(record)
     assert summary["relative_error"]["max"] < 0.01, summary
     assert summary["relative_error"]["under_1_percent"] == 1.0
