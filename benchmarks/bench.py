@@ -793,7 +793,7 @@ def run_bench(plan):
     TensorFlow; then the training figures, all in this process. ``phase_seconds`` says where
     the time went, to keep ``--quick`` within its two minutes.
     """
-    from tf_assign2.cli import start_tensorflow
+    from tf_assign2.training.startup import start_tensorflow
 
     _cifar_root()  # no data: one line and exit code 2 now, not a worker's traceback later
     started = time.perf_counter()

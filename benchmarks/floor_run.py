@@ -20,10 +20,13 @@ import time
 
 def floor_run(task, argv):
     """{'step_seconds', 'test_accuracy'} of the bare run of ``task`` with training flags ``argv``."""
-    from tf_assign2.cli import load_data, resolve_config, start_tensorflow, training_parser
+    from tf_assign2 import api
+    from tf_assign2.cli import flag_values, training_parser
+    from tf_assign2.training.startup import start_tensorflow
 
-    config = resolve_config(task, training_parser(task).parse_args(argv))
-    arrays, info = load_data(config)
+    args = training_parser(task).parse_args(argv)
+    config = api.settings(task, config=args.config, **flag_values(args))
+    arrays, info = api.load_data(config)
     start_tensorflow(config.seed, config.deterministic, config.devices)
 
     from tf_assign2.training.callbacks import Throughput

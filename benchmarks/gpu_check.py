@@ -250,7 +250,7 @@ def _read_json(path):
 def visible_gpus():
     """The GPUs TensorFlow sees, each with memory growth on: listing them starts no runtime and takes no
     memory, so the children that come next have the GPU to themselves."""
-    from tf_assign2.cli import quiet_native_stderr
+    from tf_assign2.training.startup import quiet_native_stderr
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with quiet_native_stderr():  # TensorFlow's native start-up lines (and cuInit's complaint with no GPU)
@@ -505,7 +505,7 @@ def run_check(out_dir, sizes):
             cifar.wait(sizes.cifar_timeout_s)
             phase("cifar_run", cifar.started)
 
-        from tf_assign2.cli import start_tensorflow
+        from tf_assign2.training.startup import start_tensorflow
 
         start_tensorflow(seed=0)
         results["environment"] = {**environment(gpus), "loadavg_start": load_at_start}

@@ -38,7 +38,7 @@ def timed(owner, name, label, totals):
 
 def instrument(totals):
     """Timers on the phases of a run and on every callback hook that does work between steps."""
-    from tf_assign2.cli import start_tensorflow
+    from tf_assign2.training.startup import start_tensorflow
 
     begun = time.perf_counter()
     start_tensorflow()  # what the run's own start-up costs, timed here: the imports below need it
@@ -46,13 +46,12 @@ def instrument(totals):
     import keras
     from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
 
-    from tf_assign2 import figures
+    from tf_assign2 import api, figures
     from tf_assign2.analysis import visualization
-    from tf_assign2.cli import train
-    from tf_assign2.training import callbacks, export, trainer
+    from tf_assign2.training import callbacks, export, startup, trainer
 
-    timed(train, "start_tensorflow", "start-up: import TensorFlow and Keras", totals)
-    timed(train, "load_data", "data: read and decode", totals)
+    timed(startup, "start_tensorflow", "start-up: import TensorFlow and Keras", totals)
+    timed(api, "load_data", "data: read and decode", totals)
     timed(trainer.Trainer, "build_model", "model: build", totals)
     timed(trainer.Trainer, "compile", "model: compile", totals)
     timed(trainer.Trainer, "fit", "fit (all of it)", totals)

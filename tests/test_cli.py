@@ -235,7 +235,7 @@ def test_start_up_imports_keras_without_scikit_learn_which_stays_importable():
     import sys
 
     code = ("import sys\n"
-            "from tf_assign2.cli import start_tensorflow\n"
+            "from tf_assign2.training.startup import start_tensorflow\n"
             "start_tensorflow()\n"
             "print('keras' in sys.modules, 'sklearn' in sys.modules)\n"
             "from keras_tuner.src.tuners import bayesian\n"

@@ -6,7 +6,7 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from tf_assign2 import cli
+from tf_assign2 import api, cli
 from tf_assign2.config import Config, default_lr, task_defaults, validate
 from tf_assign2.experiments import sweep
 
@@ -28,12 +28,16 @@ def test_there_is_a_config_for_every_cli():
 def test_config_file_loads_and_flags_override_it(path):
     task = task_of(path)
     parser = cli.training_parser(task)
-    cfg = cli.resolve_config(task, parser.parse_args(["--config", str(path)]), parser)
+
+    def resolve(argv):  # what the training command does with its flags
+        args = parser.parse_args(argv)
+        return api.settings(task, config=args.config, **cli.flag_values(args))
+
+    cfg = resolve(["--config", str(path)])
     for key, value in yaml.safe_load(path.read_text()).items():
         got = getattr(cfg, key)
         assert (list(got) if isinstance(got, tuple) else got) == value, key
-    override = cli.resolve_config(task, parser.parse_args(["--config", str(path), "--lr", "0.25", "--epochs", "3"]),
-                                  parser)
+    override = resolve(["--config", str(path), "--lr", "0.25", "--epochs", "3"])
     assert (override.lr, override.epochs, override.model) == (0.25, 3, cfg.model)
 
 

@@ -26,8 +26,9 @@ def test_lenet5_example_trains_and_plots(tmp_path):
     done = subprocess.run([sys.executable, str(EXAMPLE), "--data", str(DATA / "CIFAR10"), "--epochs", "1",
                            "--ntrain", "20"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "LeNet5, adam 0.001, batch 50, label smoothing 0.1" in done.stdout
+    assert "lenet5, adam 0.001, batch 50, label smoothing 0.1" in done.stdout
     assert "180 train / 20 validation / 1000 test images" in done.stdout
     line = next(s for s in done.stdout.splitlines() if s.startswith("test accuracy"))
     assert 0.0 <= float(line.split()[2].rstrip(",")) <= 1.0
     assert (tmp_path / "lenet5_conv1_filters.png").stat().st_size > 1000
+    assert (tmp_path / "lenet5_curves.png").stat().st_size > 1000

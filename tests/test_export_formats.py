@@ -14,7 +14,7 @@ from conftest import copy_run
 
 from tf_assign2 import models
 from tf_assign2.analysis import evaluation
-from tf_assign2.cli.evaluate import run_accuracy
+from tf_assign2.analysis.evaluation import run_accuracy
 from tf_assign2.errors import UsageError
 from tf_assign2.training import export
 
@@ -81,7 +81,7 @@ def test_a_16_bit_run_records_the_float32_accuracy_its_exports_reproduce(small_c
     the float32 test metrics of its weights when it writes those files (the export extra installed),
     ``python -m tf_assign2.export`` adds them to a run that did not, and a float32 run needs none."""
     from tf_assign2 import data
-    from tf_assign2.cli.export import record_float32_figures
+    from tf_assign2.api import record_float32_figures
     from tf_assign2.training import callbacks as loop
     from tf_assign2.training.trainer import Trainer
 

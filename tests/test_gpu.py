@@ -31,7 +31,7 @@ CUDNN_OP = "CudnnRNNV3"  # what Keras' TensorFlow backend calls for a cuDNN LSTM
 @pytest.fixture(scope="module", autouse=True)
 def gpus():
     """The GPUs TensorFlow sees; every test of this file is skipped without one."""
-    from tf_assign2.cli import start_tensorflow
+    from tf_assign2.training.startup import start_tensorflow
 
     start_tensorflow()
     import tensorflow as tf

@@ -60,6 +60,17 @@ def test_the_epoch_line_is_compact_and_the_bar_says_the_time_left():
     assert frames[4].startswith("epoch 2/3 [========================] 4/4")
     assert terminal.getvalue().endswith("\033[Kepoch 2/3  loss 1.2345  acc 0.5000  val_acc 0.4000  "
                                         "test_acc 0.4500  100 images/s  2.0 s\n")
+    # In a Jupyter notebook (not a terminal) the same bar, its line redrawn by carriage returns alone.
+    notebook = io.StringIO()
+    progress = loop.ConsoleProgress(epochs=3, steps_per_epoch=4, batch_size=50, stream=notebook, tty=False,
+                                    notebook=True)
+    progress.on_epoch_begin(1)
+    for batch in range(4):
+        progress.on_train_batch_end(batch, {"loss": 1.5, "accuracy": 0.25})
+    progress.on_epoch_end(1, {"loss": 1.2345, "accuracy": 0.5, "epoch_seconds": 2.0})
+    frames = notebook.getvalue().split("\r")
+    assert frames[1].startswith("epoch 2/3 [======> ") and frames[4].startswith("epoch 2/3 [====")
+    assert frames[-1] == "epoch 2/3  loss 1.2345  acc 0.5000  100 images/s  2.0 s\n" and "\033" not in notebook.getvalue()
 
 
 def _free_port():

@@ -4,12 +4,13 @@ resume (finished entries are not redone), and never reuse a folder holding other
 import csv
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
-import yaml
 
 from tf_assign2 import runs
 from tf_assign2.cli.sweep import training_overrides
+from tf_assign2.config import to_dict
 from tf_assign2.errors import UsageError
 from tf_assign2.experiments import sweep
 
@@ -21,27 +22,20 @@ def write_sweep(folder, text, name="s.yaml"):
 
 
 def flags(task, *given):
-    """What the sweep command hands run_sweep for training flags given to it: the flags and their settings."""
-    return {"flags": list(given), "overrides": training_overrides(task, list(given))}
+    """What the sweep command hands run_sweep for training flags given to it: their settings."""
+    return {"overrides": training_overrides(task, list(given))}
 
 
 def fake_trainer(outcomes, calls, accuracy=None):
-    """Stands in for cli.train.train: makes a run dir where the entry's config says, with the outcome asked for.
+    """Stands in for tf_assign2.train and tf_assign2.resume: (train, resume) that make a run dir where the
+    entry's settings say (or take the one to resume), with the outcome asked for.
 
     ``outcomes`` maps an entry (its runs/<entry> folder name) to a list of statuses, one per call;
     ``accuracy`` (optional) gives a completed run's test accuracy from its entry name (else 0.5).
+    ``calls`` records ("start", entry folder) or ("resume", run dir) per call.
     """
-    codes = {"completed": 0, "diverged": 1, "interrupted": 130}
 
-    def train(task, argv):
-        calls.append(list(argv))
-        if argv[0] == "--resume":
-            run_dir = Path(argv[1])
-        else:
-            values = yaml.safe_load(Path(argv[1]).read_text())
-            run_dir = Path(values["runs_dir"]) / f"run-{len(calls)}"
-            run_dir.mkdir(parents=True)
-            runs.write_json(run_dir / "config.json", {"task": task, **values})
+    def finish(run_dir):
         entry = run_dir.parent.name
         status = outcomes[entry].pop(0)
         if status == "killed":  # SIGKILL: the run dir exists, no summary
@@ -51,9 +45,20 @@ def fake_trainer(outcomes, calls, accuracy=None):
                                                    "divergence": "loss became nan" if status == "diverged" else None})
         (run_dir / "history.csv").write_text("epoch,loss,accuracy,test_accuracy,epoch_seconds\n"
                                              "0,2.0,0.2,0.3,1.5\n1,1.5,0.4,0.5,1.0\n")
-        return codes[status]
+        return SimpleNamespace(path=run_dir, status=status)
 
-    return train
+    def train(config):
+        calls.append(("start", Path(config.runs_dir).name))
+        run_dir = Path(config.runs_dir) / f"run-{len(calls)}"
+        run_dir.mkdir(parents=True)
+        runs.write_json(run_dir / "config.json", to_dict(config))
+        return finish(run_dir)
+
+    def resume(run_dir):
+        calls.append(("resume", str(run_dir)))
+        return finish(Path(run_dir))
+
+    return train, resume
 
 
 def test_grid_and_listed_entries_expand_in_order(tmp_path):
@@ -84,7 +89,7 @@ def test_every_entry_is_checked_before_anything_runs(tmp_path, cli):
     path = write_sweep(tmp_path, "task: cifar\nruns:\n  - {optimizer: sgd}\n  - {name: typo, learning_rate: 0.1}\n")
     calls = []
     with pytest.raises(UsageError, match=r"s\.yaml: entry 'typo': unknown key 'learning_rate'"):
-        sweep.run_sweep(sweep.load_sweep(path), tmp_path / "out", train=fake_trainer({}, calls))
+        sweep.run_sweep(sweep.load_sweep(path), tmp_path / "out", *fake_trainer({}, calls))
     assert calls == [] and not (tmp_path / "out").exists()
     # The sweep's training flags are checked by the training parser before any entry is planned.
     with pytest.raises(UsageError, match="argument --epochs: expected an integer >= 1"):
@@ -113,16 +118,16 @@ def test_goes_on_past_diverged_runs_and_resumes(tmp_path, capsys):
     path = write_sweep(tmp_path, "task: cifar\nruns: [{name: a, lr: 0.1}, {name: b, lr: 0.01}, {name: c, lr: 0.001}]\n")
     loaded, out, calls = sweep.load_sweep(path), tmp_path / "out", []
     outcomes = {"a": ["diverged"], "b": ["killed", "completed"], "c": ["completed"]}
-    train = fake_trainer(outcomes, calls)
+    runner = fake_trainer(outcomes, calls)
 
-    assert sweep.run_sweep(loaded, out, train=train) == 130  # b is killed after a diverged
+    assert sweep.run_sweep(loaded, out, *runner)[1] is True  # interrupted: b is killed after a diverged
     state = runs.read_json(out / "sweep.json")
     assert [state["entries"][n]["status"] for n in "abc"] == ["diverged", "unfinished", "pending"]
     first_b = out / state["entries"]["b"]["run_dir"]
 
-    assert sweep.run_sweep(loaded, out, train=train) == 0  # the same command again
-    assert [c[0] for c in calls] == ["--config", "--config", "--resume", "--config"]
-    assert calls[2] == ["--resume", str(first_b)]  # b continues its own run; a is not redone
+    assert sweep.run_sweep(loaded, out, *runner)[1] is False  # the same command again
+    assert [c[0] for c in calls] == ["start", "start", "resume", "start"]
+    assert calls[2] == ("resume", str(first_b))  # b continues its own run; a is not redone
     assert "a: diverged earlier" in capsys.readouterr().out
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert [(r["entry"], r["status"], r["test_accuracy"]) for r in rows] == [
@@ -132,14 +137,14 @@ def test_goes_on_past_diverged_runs_and_resumes(tmp_path, capsys):
     assert "| a | adam | 0.1 | NaN | diverged (loss became nan) |" in md
     assert "Best: **b**" in md and (out / "overlay.png").stat().st_size > 0
 
-    assert sweep.run_sweep(loaded, out, train=train) == 0  # nothing left to do
+    assert sweep.run_sweep(loaded, out, *runner)[1] is False  # nothing left to do
     assert len(calls) == 4
 
 
 def test_target_gives_the_epoch_and_training_seconds_it_was_first_reached(tmp_path):
     path = write_sweep(tmp_path, "task: cifar\ntarget: 0.45\nruns: [{name: a, lr: 0.1}, {name: b, lr: 0.01}]\n")
     out, calls = tmp_path / "out", []
-    sweep.run_sweep(sweep.load_sweep(path), out, train=fake_trainer({"a": ["diverged"], "b": ["completed"]}, calls))
+    sweep.run_sweep(sweep.load_sweep(path), out, *fake_trainer({"a": ["diverged"], "b": ["completed"]}, calls))
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert [(r["entry"], r["epochs_to_target"], r["seconds_to_target"]) for r in rows] == [
         ("a", "2", "2.5"), ("b", "2", "2.5")]  # test accuracy 0.3 then 0.5; epochs of 1.5 s and 1.0 s
@@ -153,7 +158,7 @@ def test_seeds_are_summarised_by_their_mean(tmp_path):
                                  "grid: {lr: [0.1, 0.2], seed: [0, 1]}\n")
     accuracy = {"0.1-0": 0.9, "0.1-1": 0.3, "0.2-0": 0.7, "0.2-1": 0.6}  # 0.1 has the best run, 0.2 the best mean
     out, calls = tmp_path / "out", []
-    sweep.run_sweep(sweep.load_sweep(path), out, train=fake_trainer({e: ["completed"] for e in accuracy}, calls,
+    sweep.run_sweep(sweep.load_sweep(path), out, *fake_trainer({e: ["completed"] for e in accuracy}, calls,
                                                                     accuracy.get))
     text = (out / "results.md").read_text()
     assert "| entry | optimizer | lr | seed |" in text  # seed varies: shown; val_split does not: hidden
@@ -167,16 +172,16 @@ def test_seeds_are_summarised_by_their_mean(tmp_path):
 def test_a_folder_with_other_settings_is_not_reused(tmp_path):
     path = write_sweep(tmp_path, "task: cifar\nruns: [{name: a, lr: 0.1}]\n")
     out, calls = tmp_path / "out", []
-    sweep.run_sweep(sweep.load_sweep(path), out, train=fake_trainer({"a": ["completed"]}, calls))
+    sweep.run_sweep(sweep.load_sweep(path), out, *fake_trainer({"a": ["completed"]}, calls))
     with pytest.raises(UsageError, match=r"entry 'a' was run with other settings \(epochs: 10 -> 3\)"):
-        sweep.run_sweep(sweep.load_sweep(path), out, fake_trainer({}, calls), **flags("cifar", "--epochs", "3"))
+        sweep.run_sweep(sweep.load_sweep(path), out, *fake_trainer({}, calls), **flags("cifar", "--epochs", "3"))
     other = write_sweep(tmp_path, "name: s\ntask: mnist\nruns: [{name: a}]\n", "t.yaml")
     with pytest.raises(UsageError, match="holds sweep 's' \\(cifar\\)"):
-        sweep.run_sweep(sweep.load_sweep(other), out, train=fake_trainer({}, calls))
+        sweep.run_sweep(sweep.load_sweep(other), out, *fake_trainer({}, calls))
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     with pytest.raises(UsageError, match="holds no sweep.json"):
-        sweep.run_sweep(sweep.load_sweep(path), tmp_path / "busy", train=fake_trainer({}, calls))
+        sweep.run_sweep(sweep.load_sweep(path), tmp_path / "busy", *fake_trainer({}, calls))
     assert len(calls) == 1
 
 
@@ -185,16 +190,16 @@ def test_a_folder_from_before_a_setting_existed_still_resumes(tmp_path):
     same sweep resumes there, and a non-default value of the new setting is still refused."""
     path = write_sweep(tmp_path, "task: mnist\nruns: [{name: a}, {name: b, lr: 0.1}]\n")
     out, calls = tmp_path / "out", []
-    train = fake_trainer({"a": ["completed"], "b": ["killed", "completed"]}, calls)
-    assert sweep.run_sweep(sweep.load_sweep(path), out, train=train) == 130
+    runner = fake_trainer({"a": ["completed"], "b": ["killed", "completed"]}, calls)
+    assert sweep.run_sweep(sweep.load_sweep(path), out, *runner)[1] is True
     state = runs.read_json(out / "sweep.json")
     for entry in state["entries"].values():
         del entry["config"]["augment_shift"]  # as an older version wrote it
     runs.write_json(out / "sweep.json", state)
-    assert sweep.run_sweep(sweep.load_sweep(path), out, train=train) == 0
-    assert [c[0] for c in calls] == ["--config", "--config", "--resume"]
+    assert sweep.run_sweep(sweep.load_sweep(path), out, *runner)[1] is False
+    assert [c[0] for c in calls] == ["start", "start", "resume"]
     with pytest.raises(UsageError, match=r"entry 'a' was run with other settings \(augment_shift: 0 -> 2\)"):
-        sweep.run_sweep(sweep.load_sweep(path), out, train, **flags("mnist", "--augment-shift", "2"))
+        sweep.run_sweep(sweep.load_sweep(path), out, *runner, **flags("mnist", "--augment-shift", "2"))
 
 
 def test_sweep_cli_end_to_end_on_real_data(data_root, tmp_path, cli):

@@ -236,5 +236,6 @@ def test_precision_auto_is_bfloat16_only_on_cpus_with_native_bfloat16(small_conf
     for native in (True, False):  # native or not: recurrent state stays float32
         monkeypatch.setattr(plans, "native_bfloat16_cpu", lambda native=native: native)
         assert plans.make_plan(rnn, 10, gpu=False).precision == "float32"
-    plans.set_precision(plans.make_plan(small_config(precision="bfloat16"), 10, gpu=False))
-    assert keras.mixed_precision.global_policy().compute_dtype == "bfloat16"
+    with plans.precision_policy(plans.make_plan(small_config(precision="bfloat16"), 10, gpu=False)):
+        assert keras.mixed_precision.global_policy().compute_dtype == "bfloat16"
+    assert keras.mixed_precision.global_policy().compute_dtype == "float32"  # the caller's policy again

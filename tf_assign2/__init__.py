@@ -1,36 +1,36 @@
 """tf-assign2: a Keras 3 / TensorFlow 2 port of the Rice ELEC/COMP 576 Assignment 2 starters.
 
-The public API, for notebooks and scripts (see examples/):
+The Python API, for notebooks and scripts (docs/python-api.md; every command calls the same functions):
 
-    from tf_assign2 import Config, Trainer, load_arrays, build_model, validate
+    import tf_assign2 as ta
 
-    config = validate(Config(data_dir="../shared/data/CIFAR10", epochs=2))
-    arrays, info = load_arrays(config)
-    trainer = Trainer(config, arrays, info)
-    model = trainer.compile(trainer.build_model())
-    result = trainer.fit(model)
+    config = ta.settings("cifar", optimizer="adam", epochs=10)   # the task's defaults, validated
+    run = ta.train(config)                                       # a Run bound to its folder
+    run.test_accuracy, run.curves(), run.filters(), run.evaluate(), run.visualize(methods="all")
+    ta.sweep("configs/sweeps/cifar_optimizers.yaml"); ta.tune("mnist", max_trials=8); ta.report([...])
 
-Importing the package does not import TensorFlow (the names below load their modules on first
-use), so the command lines reject bad flags instantly.
+Lower down, for your own loops: ``Trainer`` (the one place a run's recipe is written) and
+``load_data``. Importing the package does not import TensorFlow (the names below load their
+modules on first use), so the command lines reject bad flags instantly.
 """
 
 __version__ = "0.1.0"
 
 _PUBLIC = {
-    "Config": "tf_assign2.config",
-    "validate": "tf_assign2.config",
-    "UsageError": "tf_assign2.errors",
-    "load_arrays": "tf_assign2.data",
-    "load_test_split": "tf_assign2.data",
-    "MODELS": "tf_assign2.models",
-    "build_model": "tf_assign2.models",
-    "OPTIMIZERS": "tf_assign2.training.optimizers",
+    "settings": "tf_assign2.api",
+    "train": "tf_assign2.api",
+    "resume": "tf_assign2.api",
+    "open_run": "tf_assign2.api",
+    "Run": "tf_assign2.api",
+    "evaluate": "tf_assign2.api",
+    "sweep": "tf_assign2.api",
+    "tune": "tf_assign2.api",
+    "report": "tf_assign2.api",
+    "register_model": "tf_assign2.api",
+    "register_optimizer": "tf_assign2.api",
+    "load_data": "tf_assign2.api",
     "Trainer": "tf_assign2.training.trainer",
-    "make_plan": "tf_assign2.training.plan",
-    "Visualization": "tf_assign2.analysis.visualization",
-    "read_history": "tf_assign2.training.callbacks",
-    "plot_filters": "tf_assign2.figures",
-    "plot_curves": "tf_assign2.figures",
+    "UsageError": "tf_assign2.errors",
 }
 __all__ = sorted(_PUBLIC)
 
@@ -40,5 +40,8 @@ def __getattr__(name):
         raise AttributeError(f"module 'tf_assign2' has no attribute {name!r}")
     import importlib
 
-    module = importlib.import_module(_PUBLIC[name])
-    return getattr(module, "build" if name == "build_model" else name)
+    return getattr(importlib.import_module(_PUBLIC[name]), name)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_PUBLIC))

@@ -7,8 +7,14 @@ flags and the sweep/report result columns are all generated from these declarati
 a setting is one field here plus the code that reads it.
 
 Defaults follow the starters: CIFAR is LeNet5 at batch 50, MNIST an LSTM of 128 units at batch
-128, both Adam 1e-3 - except that Adam on the recurrent classifiers defaults to 2e-3, which
-measured faster to 0.95 and better after 10 epochs (see ``default_lr``).
+128, both Adam 1e-3 - except that Adam on the recurrent classifiers defaults to 2e-3 (see
+``default_lr``). Settings whose default depends on the task (``dataset``, ``model``,
+``batch_size``, ``lr``) are None until ``validate`` fills them in from ``TASK_DEFAULTS``, so
+``validate(Config(task="mnist"))`` is the MNIST starter's run.
+
+The choices of ``model`` and ``optimizer`` are the live names of their registries: a model or
+optimizer registered at run time (``register_model``, ``register_optimizer``) is accepted from
+then on, by flags, files and Python calls alike.
 
 A ``Config`` is frozen: hardware choices (XLA, precision, steps per execution) are resolved
 into a separate plan (``training.plan``), never written back into the settings.
@@ -27,6 +33,33 @@ from tf_assign2.data.sources import DATASETS, SOURCES
 from tf_assign2.errors import UsageError
 from tf_assign2.models import CELLS, INITS, MODELS
 from tf_assign2.training.optimizers import OPTIMIZERS
+
+
+class Names:
+    """The current names of a registry, as a read-only sequence: the choices of a setting that
+    follow registrations made after import (a model registered from a notebook)."""
+
+    def __init__(self, registry):
+        self.registry = registry
+
+    def __iter__(self):
+        return iter(tuple(self.registry))
+
+    def __len__(self):
+        return len(self.registry)
+
+    def __getitem__(self, index):
+        return tuple(self.registry)[index]
+
+    def __contains__(self, name):
+        return name in self.registry
+
+    def __eq__(self, other):
+        return tuple(self) == tuple(other)
+
+    def __repr__(self):
+        return repr(tuple(self))
+
 
 TASKS = ("cifar", "mnist")
 JIT = ("auto", "on", "off")
@@ -84,8 +117,7 @@ def setting(default, help, kind=None, **rules):
 class Config:
     task: str = setting("cifar", "which starter this run ports", choices=TASKS, group="data")
     # data
-    dataset: str = setting("cifar10", "which dataset (cifar10 for cifar, mnist for mnist)", choices=DATASETS,
-                           group="data")
+    dataset: str = setting(None, "which dataset", kind=str, choices=DATASETS, group="data")
     source: str = setting("auto", "force a source instead of the resolution order", choices=SOURCES, group="data")
     data_dir: str = setting(None, "a PNG-layout or idx folder, or a folder holding CIFAR10/ and MNIST/", kind=str,
                             group="data")
@@ -99,7 +131,7 @@ class Config:
     native: bool = setting(False, "tfds CIFAR-10 as 32x32x3 RGB instead of the assignment's 28x28 grayscale",
                            group="data")
     # model
-    model: str = setting("lenet5", "the network", choices=tuple(MODELS), group="model", column=True)
+    model: str = setting(None, "the network", kind=str, choices=Names(MODELS), group="model", column=True)
     cell: str = setting("lstm", "recurrent cell", choices=CELLS, group="model", tune=False, column=True)
     units: int = setting(128, "nHidden: recurrent units", low=1, high=65536, group="model", column=True)
     layers: int = setting(1, "stacked recurrent layers", low=1, high=64, group="model", tune=True, column=True)
@@ -112,9 +144,9 @@ class Config:
                               "(off: the assignment's network)", group="model", tune=True, column=True)
     use_cudnn: object = setting("auto", "LSTM/GRU cuDNN kernel", kind=object, choices=CUDNN, group="model")
     # optimisation
-    optimizer: str = setting("adam", "the optimizer ('momentum' is SGD with momentum)", choices=tuple(OPTIMIZERS),
+    optimizer: str = setting("adam", "the optimizer ('momentum' is SGD with momentum)", choices=Names(OPTIMIZERS),
                              column=True)
-    lr: float = setting(None, "learning rate (1e-3; 2e-3 for adam on the recurrent classifiers)", kind=float,
+    lr: float = setting(None, "learning rate", kind=float,
                         low=0, low_open=True, expected="a learning rate > 0", column=True)
     momentum: float = setting(0.9, "momentum for --optimizer momentum", low=0, high=1, high_open=True,
                               expected="a value in [0, 1)", column=True)
@@ -137,7 +169,7 @@ class Config:
     flip: str = setting("none", "horizontal flips of training images: none (the starters'), random (each image "
                         "with probability 1/2) or alternate (a fixed half in even epochs, the other half in odd ones)",
                         choices=FLIPS, tune=True, column=True)
-    batch_size: int = setting(50, "batch size (50 cifar, 128 mnist)", low=1, high=1 << 20, tune=True, column=True)
+    batch_size: int = setting(None, "batch size", kind=int, low=1, high=1 << 20, tune=True, column=True)
     epochs: int = setting(10, "epochs", low=1, high=100_000, column=True)
     steps: int = setting(None, "train this many steps instead of --epochs (starter CIFAR)", kind=int, low=1,
                          high=2**31 - 1)
@@ -206,11 +238,23 @@ def flag_name(name):
     return SETTINGS[name].flag or "--" + name.replace("_", "-")
 
 
+# The defaults that differ between the two starters; ``lr`` follows from the model (``default_lr``).
+TASK_DEFAULTS = {
+    "cifar": {"dataset": "cifar10", "model": "lenet5", "batch_size": 50},
+    "mnist": {"dataset": "mnist", "model": "rnn", "batch_size": 128},
+}
+
+
 def task_defaults(task):
-    """Defaults that differ between the two starters."""
-    if task == "mnist":
-        return {"task": "mnist", "dataset": "mnist", "model": "rnn", "batch_size": 128}
-    return {"task": "cifar", "dataset": "cifar10", "model": "lenet5", "batch_size": 50}
+    """Defaults that differ between the two starters, with the task itself."""
+    return {"task": task, **TASK_DEFAULTS[task]}
+
+
+def default_for(task, name):
+    """The value setting ``name`` takes in a ``task`` run when it is not given (None: off / unset)."""
+    if name == "lr":
+        return default_lr(TASK_DEFAULTS[task]["model"], DEFAULTS["optimizer"])
+    return TASK_DEFAULTS[task].get(name, DEFAULTS[name])
 
 
 STARTER_LR = 1e-3
@@ -309,11 +353,15 @@ def _device_name(text):
 
 
 def validate(config):
-    """Check every field and the combinations; returns a new Config with the default lr filled in.
+    """Check every field and the combinations; returns a new Config with the task's defaults and
+    the default lr filled in where they were left None.
 
     Raises UsageError naming the flag and what was expected.
     """
     values = {name: check_value(name, getattr(config, name)) for name in SETTINGS}
+    for name, value in TASK_DEFAULTS[values["task"]].items():
+        if values[name] is None:
+            values[name] = value
     if values["steps"] is not None and values["training_iters"] is not None:
         raise UsageError("--steps and --training-iters both given: use one")
     if values["quiet"] and values["verbose"]:
@@ -333,7 +381,7 @@ def build(task, *layers):
     Keys must be setting names (``UsageError`` otherwise); None values are skipped, so a flag
     that was not given does not hide a value from a file.
     """
-    values, given = task_defaults(task), set()
+    values, given = {"task": task}, set()
     for layer in layers:
         values.update({k: v for k, v in layer.items() if v is not None})
         given |= {k for k, v in layer.items() if v is not None}
@@ -361,6 +409,20 @@ def file_values(values, where):
             raise UsageError(f"{where}: unknown key {_quoted(key)} ({hint})")
         value = _from_text(SETTINGS[name], value)
         checked[name] = check_value(name, value, f"{where}: {key}:")
+    return checked
+
+
+def python_values(values, call):
+    """Settings given to a Python call (``settings(lr=1e-3)``) checked against the schema; None values
+    mean "not given" and are left out. Unknown names name the closest setting."""
+    checked = {}
+    for name, value in values.items():
+        if name not in SETTINGS:
+            close = difflib.get_close_matches(name, list(SETTINGS), n=1, cutoff=0.75)
+            hint = f"did you mean {close[0]}?" if close else "see tf_assign2.config.SETTINGS for the names"
+            raise UsageError(f"{call}(): unknown setting {_quoted(name)} ({hint})")
+        if value is not None:
+            checked[name] = check_value(name, value, f"{call}({name}=...):")
     return checked
 
 

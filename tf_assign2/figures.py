@@ -1,26 +1,56 @@
-"""Matplotlib figures. Pure functions from arrays/tables to PNG files; nothing here trains."""
+"""Matplotlib figures: pure functions from arrays and tables to a Figure, written as a PNG when given a path.
+
+Figures are made without pyplot: no backend is chosen or changed and no figure is kept in
+pyplot's registry, so a command on a server draws into files and a notebook keeps its own
+backend. Each function returns its Figure, which Jupyter shows inline when a cell returns it.
+"""
+
+import io
 
 import matplotlib
+import matplotlib.patches
+import matplotlib.ticker
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only; no display on servers or in CI
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import numpy as np  # noqa: E402
+DPI = 110
+
+
+class InlineFigure(Figure):
+    """A Figure that Jupyter shows as a PNG when a cell returns it, whatever matplotlib backend is active."""
+
+    def _repr_png_(self):
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=DPI)
+        return buffer.getvalue()
+
+
+def subplots(nrows=1, ncols=1, figsize=None, **kwargs):
+    """``pyplot.subplots`` without pyplot: (figure, axes)."""
+    fig = InlineFigure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
+def colormap(name, count=None):
+    cmap = matplotlib.colormaps[name]
+    return cmap.resampled(count) if count else cmap
 
 
 def _save(fig, path):
+    """Lay ``fig`` out, write it to ``path`` (when given) and return it."""
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    if path is not None:
+        fig.savefig(path, dpi=DPI)
+    return fig
 
 
-def plot_curves(history, path, title=""):
+def plot_curves(history, path=None, title=""):
     """The assignment's plots: train loss, and train/validation/test accuracy per epoch.
 
     ``history`` maps column names (as in history.csv) to lists of per-epoch values.
     """
     epochs = np.arange(1, len(history.get("loss", [])) + 1)
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax_loss, ax_acc) = subplots(1, 2, figsize=(10, 4))
     for key, label in (("loss", "train loss"), ("val_loss", "validation loss")):
         if history.get(key):
             ax_loss.plot(epochs, history[key], marker="o", label=label)
@@ -35,15 +65,15 @@ def plot_curves(history, path, title=""):
             ax.legend()
     if title:
         fig.suptitle(title)
-    _save(fig, path)
+    return _save(fig, path)
 
 
-def plot_confusion_matrix(matrix, class_names, path, title=""):
+def plot_confusion_matrix(matrix, class_names, path=None, title=""):
     """Row-normalised confusion matrix (rows: true class), counts written in each cell."""
     matrix = np.asarray(matrix)
     rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     size = max(5, 0.55 * len(class_names) + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig, ax = subplots(figsize=(size, size))
     ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     ticks = np.arange(len(class_names))
     ax.set_xticks(ticks, class_names, rotation=45, ha="right")
@@ -53,7 +83,7 @@ def plot_confusion_matrix(matrix, class_names, path, title=""):
         for j in range(len(class_names)):
             ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=7,
                     color="white" if rates[i, j] > 0.5 else "black")
-    _save(fig, path)
+    return _save(fig, path)
 
 
 # --------------------------------------------------------------------------- visualisation figures
@@ -128,18 +158,16 @@ def _grid_size(image, unit=0.035, minimum=3.0):
     return max(minimum, image.shape[1] * unit), max(minimum * 0.5, image.shape[0] * unit)
 
 
-def plot_filters(kernel, path, title="", shared_scale=False):
-    """The first layer's filters as a grid, one tile per filter; returns (rows, cols) of the grid."""
+def plot_filters(kernel, path=None, title="", shared_scale=False):
+    """The first layer's filters as a grid of (rows, cols) = ``grid_shape``, one tile per filter."""
     tiles = filter_tiles(kernel, shared_scale)
-    rows, cols = grid_shape(len(tiles))
-    grid = tile_grid(tiles, cols)
+    grid = tile_grid(tiles, grid_shape(len(tiles))[1])
     w, h = _grid_size(grid, unit=0.09)
-    fig, ax = plt.subplots(figsize=(w, h + 0.5))
+    fig, ax = subplots(figsize=(w, h + 0.5))
     _show(ax, grid)
     scale = "shared scale, grey = 0" if shared_scale else "each filter scaled to its own range"
     ax.set_title(f"{title}\n{len(tiles)} filters, {scale}" if title else f"{len(tiles)} filters, {scale}", fontsize=9)
-    _save(fig, path)
-    return rows, cols
+    return _save(fig, path)
 
 
 def plot_filter_evolution(snapshots, path, shared_scale=False, max_rows=12):
@@ -157,12 +185,12 @@ def plot_filter_evolution(snapshots, path, shared_scale=False, max_rows=12):
     n, h = rows[0].shape[0], rows[0].shape[1]
     grid = tile_grid(np.concatenate(rows), cols=n)
     w, height = _grid_size(grid, unit=0.06)
-    fig, ax = plt.subplots(figsize=(w + 0.8, height + 0.5))
+    fig, ax = subplots(figsize=(w + 0.8, height + 0.5))
     _show(ax, grid)
     ax.set_yticks([1 + i * (h + 1) + h / 2 - 0.5 for i in range(len(snapshots))],
                   [f"epoch {epoch}" for epoch, _ in snapshots], fontsize=7)
     ax.set_title(f"first-layer filters during training ({n} filters; columns are filters)", fontsize=9)
-    _save(fig, path)
+    return _save(fig, path)
 
 
 def _labelled_mosaic(blocks, labels, path, title, cols=None, unit=0.03):
@@ -172,14 +200,14 @@ def _labelled_mosaic(blocks, labels, path, title, cols=None, unit=0.03):
     pad = max(2, blocks.shape[1] // 8)
     grid = tile_grid(blocks, cols, pad=pad)
     w, h = _grid_size(grid, unit=unit)
-    fig, ax = plt.subplots(figsize=(w, h + 0.4))
+    fig, ax = subplots(figsize=(w, h + 0.4))
     _show(ax, grid)
     bh, bw = blocks.shape[1:3]
     for i, label in enumerate(labels):
         r, k = divmod(i, cols)
         ax.text(pad + k * (bw + pad), pad + r * (bh + pad) - 0.5, label, fontsize=6, va="bottom", ha="left")
     ax.set_title(title, fontsize=9)
-    _save(fig, path)
+    return _save(fig, path)
 
 
 def plot_top_patches(patches, map_ids, path, title=""):
@@ -188,7 +216,7 @@ def plot_top_patches(patches, map_ids, path, title=""):
     ``patches``: (maps, 9, h, w, c) in [0, 1], strongest first.
     """
     blocks = [tile_grid(p, cols=3, background=1.0) for p in patches]
-    _labelled_mosaic(blocks, [f"map {m}" for m in map_ids], path, title or "top-9 test patches per feature map")
+    return _labelled_mosaic(blocks, [f"map {m}" for m in map_ids], path, title or "top-9 test patches per feature map")
 
 
 def plot_deconv_pairs(projections, patches, map_ids, path, title=""):
@@ -201,7 +229,7 @@ def plot_deconv_pairs(projections, patches, map_ids, path, title=""):
         left, right = tile_grid(proj, cols=3), tile_grid(patch, cols=3)
         gap = np.ones((left.shape[0], max(2, left.shape[1] // 10), left.shape[2]))
         blocks.append(np.concatenate([left, gap, right], axis=1))
-    _labelled_mosaic(blocks, [f"map {m}: projections | patches" for m in map_ids], path,
+    return _labelled_mosaic(blocks, [f"map {m}: projections | patches" for m in map_ids], path,
                      title or "deconvnet projections of the strongest activations, and their patches",
                      cols=4 if len(blocks) > 4 else None)
 
@@ -215,8 +243,8 @@ def plot_occlusion(images, occluded, prob_maps, class_maps, labels, class_names,
     """
     n = len(images)
     num = len(class_names)
-    cmap_classes = plt.get_cmap("tab10" if num <= 10 else "tab20", num)
-    fig, axes = plt.subplots(n, 4, figsize=(10, 2.4 * n), squeeze=False)
+    cmap_classes = colormap("tab10" if num <= 10 else "tab20", num)
+    fig, axes = subplots(n, 4, figsize=(10, 2.4 * n), squeeze=False)
     for i in range(n):
         a_img, a_occ, a_prob, a_cls = axes[i]
         _show(a_img, images[i])
@@ -232,7 +260,7 @@ def plot_occlusion(images, occluded, prob_maps, class_maps, labels, class_names,
                      interpolation="nearest")
         a_cls.set_title("most probable class", fontsize=8)
         present = np.unique(class_maps[i])
-        handles = [plt.Rectangle((0, 0), 1, 1, color=cmap_classes(int(c))) for c in present]
+        handles = [matplotlib.patches.Rectangle((0, 0), 1, 1, color=cmap_classes(int(c))) for c in present]
         a_cls.legend(handles, [class_names[int(c)] for c in present], fontsize=6, loc="upper left",
                      bbox_to_anchor=(1.0, 1.0), frameon=False)
         for ax in (a_prob, a_cls):
@@ -240,19 +268,19 @@ def plot_occlusion(images, occluded, prob_maps, class_maps, labels, class_names,
             ax.set_yticks([])
     if title:
         fig.suptitle(title, fontsize=10)
-    _save(fig, path)
+    return _save(fig, path)
 
 
 def heatmap_rgb(matrix):
     """A matrix -> RGB image (h, w, 3) in [0, 1], diverging colours symmetric about 0 (for TensorBoard)."""
     matrix = np.nan_to_num(np.asarray(matrix, dtype=np.float64))
     scale = np.abs(matrix).max() or 1.0
-    return plt.get_cmap("RdBu_r")((matrix / scale + 1) / 2)[..., :3]
+    return colormap("RdBu_r")((matrix / scale + 1) / 2)[..., :3]
 
 
 def plot_recurrent_kernels(kernels, path):
     """Heatmaps of recurrent kernels: ``kernels`` maps a layer name to (kernel (units, g*units), gate names)."""
-    fig, axes = plt.subplots(len(kernels), 1, figsize=(10, 2.8 * len(kernels)), squeeze=False)
+    fig, axes = subplots(len(kernels), 1, figsize=(10, 2.8 * len(kernels)), squeeze=False)
     for ax, (name, (kernel, gates)) in zip(axes[:, 0], kernels.items()):
         scale = float(np.nanmax(np.abs(kernel))) or 1.0
         im = ax.imshow(kernel, cmap="RdBu_r", vmin=-scale, vmax=scale, aspect="auto", interpolation="nearest")
@@ -262,7 +290,7 @@ def plot_recurrent_kernels(kernels, path):
         ax.set_xticks([(g + 0.5) * units for g in range(len(gates))], gates)
         ax.set(ylabel="from hidden unit", title=f"{name} recurrent kernel ({kernel.shape[0]} x {kernel.shape[1]})")
         fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01)
-    _save(fig, path)
+    return _save(fig, path)
 
 
 def plot_hidden_states(layers, path):
@@ -271,7 +299,7 @@ def plot_hidden_states(layers, path):
     ``layers`` maps a layer name to a dict with per-step lists ``mean``, ``std``,
     ``mean_abs``, ``saturated_fraction`` and ``unit_means`` (steps, units).
     """
-    fig, axes = plt.subplots(len(layers), 2, figsize=(11, 3.2 * len(layers)), squeeze=False)
+    fig, axes = subplots(len(layers), 2, figsize=(11, 3.2 * len(layers)), squeeze=False)
     for (ax_line, ax_map), (name, s) in zip(axes, layers.items()):
         steps = np.arange(1, len(s["mean"]) + 1)
         mean, std = np.asarray(s["mean"]), np.asarray(s["std"])
@@ -288,21 +316,21 @@ def plot_hidden_states(layers, path):
                            extent=(0.5, len(steps) + 0.5, units.shape[0] - 0.5, -0.5))
         ax_map.set(xlabel="time step", ylabel="unit", title=f"{name}: mean h per unit and step")
         fig.colorbar(im, ax=ax_map, fraction=0.046, pad=0.04)
-    _save(fig, path)
+    return _save(fig, path)
 
 
 # --------------------------------------------------------------------------- sweeps and reports
 
 
-def plot_sweep_overlay(series, path, title=""):
+def plot_sweep_overlay(series, path=None, title=""):
     """Train loss (log scale) and test accuracy per epoch of several runs on one figure.
 
     ``series``: list of (label, history, status), ``history`` as in history.csv. Non-finite
     values are left out; a diverged run ends in an ``x`` at its last finite point. Test
     accuracy falls back to validation accuracy for runs recorded without a test curve.
     """
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(12, 4.6))
-    colors = plt.get_cmap("tab10").colors
+    fig, (ax_loss, ax_acc) = subplots(1, 2, figsize=(12, 4.6))
+    colors = colormap("tab10").colors
     acc_key = "test_accuracy" if any(h.get("test_accuracy") for _, h, _ in series) else "val_accuracy"
     for i, (label, history, status) in enumerate(series):
         style = {"color": colors[i % 10], "linestyle": ("-", "--", ":")[i // 10 % 3]}
@@ -333,7 +361,7 @@ def plot_sweep_overlay(series, path, title=""):
                       frameon=False)
     if title:
         fig.suptitle(title)
-    _save(fig, path)
+    return _save(fig, path)
 
 
 # --------------------------------------------------------------------------- tuning
@@ -356,8 +384,8 @@ def plot_search(points, path, marker_by, color_by="optimizer", title=""):
     markers = ["o", "s", "^", "D", "v", "P", "X", "*"]
     marker_values = sorted({p[marker_by] for p in points}, key=lambda v: (isinstance(v, str), v))
     color_values = sorted({p[color_by] for p in points}, key=lambda v: (isinstance(v, str), v))
-    colors = plt.get_cmap("tab10")
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    colors = colormap("tab10")
+    fig, ax = subplots(figsize=(7.5, 4.8))
     done = [p for p in points if p["val_accuracy"] is not None]
     for p in done:
         ax.scatter(p["lr"], p["val_accuracy"], s=60, alpha=0.85, edgecolors="black", linewidths=0.5,
@@ -395,3 +423,4 @@ def plot_search(points, path, marker_by, color_by="optimizer", title=""):
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    return fig

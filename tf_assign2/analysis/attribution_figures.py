@@ -6,7 +6,6 @@ Pure functions from arrays to PNG files, in the style of ``tf_assign2.figures`` 
 import numpy as np
 
 from tf_assign2 import figures
-from tf_assign2.figures import plt
 
 
 def _colour(values, signed):
@@ -14,8 +13,8 @@ def _colour(values, signed):
     values = np.nan_to_num(np.asarray(values, np.float64))
     scale = np.abs(values).max() or 1.0
     if signed:
-        return plt.get_cmap("RdBu_r")((values / scale + 1) / 2)
-    return plt.get_cmap("inferno")(np.clip(values / scale, 0, 1))
+        return figures.colormap("RdBu_r")((values / scale + 1) / 2)
+    return figures.colormap("inferno")(np.clip(values / scale, 0, 1))
 
 
 def map_with_rows(pixel_map, rows, signed, gap=1, bar=4):
@@ -36,7 +35,7 @@ def plot_attribution_grid(images, maps, methods, labels, true, predicted, confid
     ``rows``: {method: (n, h)} row scores, drawn as a bar beside each map (recurrent models).
     """
     n, cols = len(images), 1 + len(methods)
-    fig, axes = plt.subplots(n, cols, figsize=(1.55 * cols, 1.7 * n + 0.5), squeeze=False)
+    fig, axes = figures.subplots(n, cols, figsize=(1.55 * cols, 1.7 * n + 0.5), squeeze=False)
     for i in range(n):
         figures._show(axes[i, 0], images[i])
         mark = "" if true[i] == predicted[i] else "  (wrong)"
@@ -58,12 +57,12 @@ def plot_attribution_grid(images, maps, methods, labels, true, predicted, confid
                 ax.set_title(labels[method], fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
-    figures._save(fig, path)
+    return figures._save(fig, path)
 
 
 def plot_perturbation_curves(curves, labels, path, unit="pixels", title=""):
     """Mean deletion and insertion curves per method; ``curves``: {method: (fractions, deletion, insertion)}."""
-    fig, (a_del, a_ins) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (a_del, a_ins) = figures.subplots(1, 2, figsize=(10, 4))
     integrate = getattr(np, "trapezoid", None) or np.trapz
     for method, (fractions, deletion, insertion) in curves.items():
         style = {"color": "grey", "linestyle": "--"} if method == "random" else {}
@@ -81,4 +80,4 @@ def plot_perturbation_curves(curves, labels, path, unit="pixels", title=""):
         ax.legend(fontsize=7, title="method (mean AUC)", title_fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
-    figures._save(fig, path)
+    return figures._save(fig, path)

@@ -1,4 +1,4 @@
-"""Evaluate an exported model on a test split, with no project model code (CLI: ``cli.evaluate``).
+"""Evaluate an exported model on a test split, with no project model code (``api.evaluate``).
 
     python -m tf_assign2.evaluate runs/<run>            # the run's own data settings
     python -m tf_assign2.evaluate path/to/saved_model --dataset mnist --data-dir DIR
@@ -196,3 +196,16 @@ def run_figures(summary, run_tta, tta):
     if tta == "none" and summary.get("test_accuracy_no_tta") is not None:
         return {"test_accuracy": summary["test_accuracy_no_tta"]}
     return {"test_accuracy": None}
+
+
+def run_accuracy(summary, fmt):
+    """The run's own test accuracy to compare with, in eval.json.
+
+    A run trained in bfloat16 or float16 serves its SavedModel at that precision, while model.onnx
+    and model.tflite compute in float32 (their CPU runtimes have no 16-bit kernels for these ops):
+    for those the run also recorded the float32 accuracy of the same weights, which they reproduce.
+    """
+    found = {"run_test_accuracy": summary.get("test_accuracy")}
+    if fmt != "saved_model" and summary.get("test_accuracy_float32") is not None:
+        found["run_test_accuracy_float32"] = summary["test_accuracy_float32"]
+    return found

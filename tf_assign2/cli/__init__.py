@@ -1,7 +1,8 @@
-"""Command lines: argparse built from the settings schema, --config YAML files, exit codes, errors.
+"""Command lines: argparse built from the settings schema, exit codes, errors, signals.
 
 Every flag of a setting comes from its declaration in ``config.Config``; the modules here only
-choose which settings a command takes and hold no training logic.
+choose which settings a command takes, parse them and call the Python API (``tf_assign2.api``),
+which does the work for the commands and for notebooks alike.
 
 Exit codes: 0 done; 1 the run diverged (NaN loss); 2 bad input or a file that cannot be written
 (one line on stderr, no traceback, no run directory left behind); 130 interrupted with Ctrl-C,
@@ -11,12 +12,11 @@ is written: continue with --resume (or re-run the tune/sweep command).
 
 import argparse
 import contextlib
-import os
 import signal
 import sys
 
 from tf_assign2 import config as settings
-from tf_assign2.data.sources import resolve_location, source_help
+from tf_assign2.data.sources import source_help
 from tf_assign2.errors import UsageError
 
 
@@ -65,12 +65,17 @@ def _device_list(text):
     return tuple(d.strip() for d in text.split(",") if d.strip())
 
 
-def add_setting_flag(group, name):
-    """One setting's flag, generated from its schema entry."""
-    rule, default = settings.SETTINGS[name], settings.DEFAULTS[name]
+def add_setting_flag(group, name, task=None):
+    """One setting's flag, generated from its schema entry; its help shows the value a ``task`` run
+    takes when the flag is not given (the schema's own default without a task)."""
+    rule = settings.SETTINGS[name]
+    default = settings.DEFAULTS[name] if task is None else settings.default_for(task, name)
     flag = settings.flag_name(name)
-    shown = "" if default is None or isinstance(default, bool) else f" ({' '.join(map(str, default)) if isinstance(default, tuple) else default})"
-    kwargs = {"dest": name, "default": None, "help": rule.help + shown}
+    shown = "" if default is None or isinstance(default, bool) else f" ({_shown(default)})"
+    help_text = rule.help + shown
+    if rule.kind is bool and default:  # the flag turns it off: say so
+        help_text = f"turn off: {rule.help} (on by default)"
+    kwargs = {"dest": name, "default": None, "help": help_text}
     if rule.kind is bool:
         kwargs["action"] = "store_false" if default else "store_true"
     elif name == "use_cudnn":
@@ -80,7 +85,7 @@ def add_setting_flag(group, name):
     elif name == "conv_filters":
         kwargs.update(type=positive_int, nargs=2)
     elif rule.choices is not None:
-        kwargs["choices"] = rule.choices
+        kwargs["choices"] = tuple(rule.choices)  # the registries' names as they are now
     elif rule.kind in (int, float):
         kwargs["type"] = _setting_type(name)
     if rule.metavar:
@@ -88,23 +93,27 @@ def add_setting_flag(group, name):
     group.add_argument(flag, **kwargs)
 
 
-def add_setting_flags(parser, names):
-    """Flags for ``names``, in schema order, under their schema groups."""
+def _shown(value):
+    return " ".join(map(str, value)) if isinstance(value, tuple) else f"{value:g}" if isinstance(value, float) else value
+
+
+def add_setting_flags(parser, names, task=None):
+    """Flags for ``names``, in schema order, under their schema groups (defaults shown for ``task``)."""
     groups = {}
     for name in settings.SETTINGS:
         if name in names:
             group_name = settings.SETTINGS[name].group
             if group_name not in groups:
                 groups[group_name] = parser.add_argument_group(group_name, source_help() if group_name == "data" else None)
-            add_setting_flag(groups[group_name], name)
+            add_setting_flag(groups[group_name], name, task)
 
 
 DATA_SETTINGS = tuple(n for n, s in settings.SETTINGS.items() if s.group == "data" and n != "task")
 TRAINING_SETTINGS = tuple(n for n in settings.SETTINGS if n != "task")
 
 
-def add_data_flags(parser):
-    add_setting_flags(parser, DATA_SETTINGS)
+def add_data_flags(parser, task=None):
+    add_setting_flags(parser, DATA_SETTINGS, task)
 
 
 def training_parser(task):
@@ -116,115 +125,17 @@ def training_parser(task):
             else "Train a BasicRNN/LSTM/GRU (or LeNet5) on MNIST rows (port of lstmMNISTStarterCode.py)."
         ),
     )
-    add_setting_flags(parser, TRAINING_SETTINGS)
+    add_setting_flags(parser, TRAINING_SETTINGS, task)
     parser.add_argument("--resume", metavar="RUN_DIR", default=None,
-                        help="continue an interrupted run from its last completed epoch (other flags are ignored)")
+                        help="continue an interrupted run from its last completed epoch, with the settings it "
+                        "recorded (no other flags)")
     parser.add_argument("--config", metavar="FILE", default=None, help="YAML file of settings; flags override it")
     return parser
-
-
-# --------------------------------------------------------------------------- config files
-
-
-load_yaml = settings.read_yaml
 
 
 def flag_values(args):
     """The settings given as flags (None: not given)."""
     return {k: v for k, v in vars(args).items() if k in settings.SETTINGS and v is not None}
-
-
-def resolve_config(task, args, parser=None):
-    """Dataclass defaults < task defaults < --config file < flags; then validated."""
-    file_values = {}
-    if getattr(args, "config", None):
-        file_values = settings.file_values(settings.read_yaml(args.config), f"--config {args.config}")
-    return settings.build(task, file_values, flag_values(args))
-
-
-def check_data_location(config):
-    """Fail on a missing or malformed data folder now, before TensorFlow takes seconds to start."""
-    return resolve_location(config.dataset, config.data_dir, config.source)
-
-
-def load_data(config):
-    """The run's arrays, read before TensorFlow starts when they are local files (PNG, idx): every
-    data error - a bad file, bad labels, a huge PNG header - then comes within a second.
-    tensorflow-datasets needs TensorFlow, so it is started first for that source."""
-    source, _ = check_data_location(config)
-    if source == "tfds":
-        start_tensorflow(config.seed, config.deterministic, config.devices)
-    from tf_assign2 import data
-
-    return data.load_arrays(config)
-
-
-# --------------------------------------------------------------------------- TF start-up
-
-
-@contextlib.contextmanager
-def quiet_native_stderr():
-    """Hide TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notes) from stderr."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(devnull)
-        os.close(saved)
-
-
-@contextlib.contextmanager
-def scikit_learn_hidden_from_keras():
-    """Import Keras without its scikit-learn wrappers' import of scikit-learn.
-
-    ``import keras`` imports scikit-learn (and SciPy's statistics) for ``keras.wrappers``, which no
-    command here uses: 0.6-0.8 s of every command's start-up on 2 cores. Keras treats a missing
-    scikit-learn as "wrappers unavailable", so it is hidden for the import and importable again
-    right after (keras-tuner's Bayesian search imports it when a search needs it). Only a first
-    import of Keras is affected; where Keras or scikit-learn is already loaded nothing changes.
-    """
-    hide = "keras" not in sys.modules and "sklearn" not in sys.modules
-    if hide:
-        sys.modules["sklearn"] = None  # an ImportError for `import sklearn`
-    try:
-        yield
-    finally:
-        if hide and sys.modules.get("sklearn", False) is None:
-            del sys.modules["sklearn"]
-
-
-def start_tensorflow(seed=None, deterministic=False, devices=None):
-    """Import TensorFlow quietly, then seed and configure it before any op runs.
-
-    ``devices`` naming CPU:1 or higher splits the CPU into that many logical devices, so
-    MirroredStrategy can be exercised without GPUs. Safe to call again in one process.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with quiet_native_stderr(), scikit_learn_hidden_from_keras():
-        import keras
-        import tensorflow as tf
-
-        cpu_ids = [int(d.split(":")[-1]) for d in devices or () if d.upper().startswith("CPU")]
-        if cpu_ids and max(cpu_ids) > 0:
-            (cpu,) = tf.config.list_physical_devices("CPU")
-            wanted = max(cpu_ids) + 1
-            if len(tf.config.get_logical_device_configuration(cpu) or ()) != wanted:
-                tf.config.set_logical_device_configuration(
-                    cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(wanted)]
-                )
-        tf.config.list_physical_devices("GPU")
-    # One process trains many models in sweeps and searches; TF's warning that a new model's
-    # functions were traced again is expected there, not something a user can act on.
-    tf.get_logger().setLevel("ERROR")
-    if seed is not None:
-        keras.utils.set_random_seed(seed)
-    if deterministic:
-        tf.config.experimental.enable_op_determinism()
 
 
 class _Terminated:
@@ -240,9 +151,30 @@ class _Terminated:
 
 
 def run_cli(main):
-    """Run ``main()`` turning UsageError (and a failed write) into one stderr line and exit code 2."""
-    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None) and _in_main_thread():
+    """Run ``main()`` turning UsageError (and a failed write) into one stderr line and exit code 2.
+
+    While it runs, SIGTERM is handled like Ctrl-C (where nobody else handles it); the handler found
+    is put back when it returns, so a command's ``main(argv)`` called from a notebook leaves none behind.
+    """
+    with _sigterm_as_interrupt():
+        return _run(main)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    previous = signal.getsignal(signal.SIGTERM)
+    install = previous in (signal.SIG_DFL, None) and _in_main_thread()
+    if install:
+        _Terminated.received = False
         signal.signal(signal.SIGTERM, _Terminated.handler)
+    try:
+        yield
+    finally:
+        if install:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(main):
     try:
         code = main()
     except UsageError as e:
@@ -258,6 +190,28 @@ def run_cli(main):
         print("interrupted", file=sys.stderr)
         code = 130
     return 143 if code == 130 and _Terminated.received else code
+
+
+def callable_as(module_name, function):
+    """Make the command module ``tf_assign2.<function>`` callable as the API function of the same name.
+
+    ``python -m tf_assign2.sweep`` needs a module ``tf_assign2.sweep``; once something imports it, it
+    hides the package's ``sweep`` function (``tf_assign2.sweep(...)``) behind the module. A module
+    whose class defines ``__call__`` (Python's documented way to customise a module object) keeps
+    both working: the command, and the call.
+    """
+    import types
+
+    from tf_assign2 import api
+
+    target = getattr(api, function)
+
+    class CommandModule(types.ModuleType):
+        def __call__(self, *args, **kwargs):
+            return target(*args, **kwargs)
+
+    CommandModule.__call__.__doc__ = target.__doc__
+    sys.modules[module_name].__class__ = CommandModule
 
 
 def end_process(code):

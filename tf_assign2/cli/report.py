@@ -1,10 +1,10 @@
-"""``python -m tf_assign2.report PATH...``: REPORT.md and its figures from finished runs (``experiments.report``)."""
+"""``python -m tf_assign2.report PATH...``: REPORT.md and its figures from finished runs (``api.report``)."""
 
 import shlex
 import sys
 
-from tf_assign2.cli import ArgumentParser, run_cli, start_tensorflow
-from tf_assign2.experiments.report import build_report
+from tf_assign2 import api
+from tf_assign2.cli import ArgumentParser, run_cli
 
 
 def parser():
@@ -19,11 +19,9 @@ def parser():
 
 def report(argv=None):
     args = parser().parse_args(argv)
-    start_tensorflow()  # reading histories imports it; keep its start-up chatter quiet
     command = "python -m tf_assign2.report " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    path = build_report(args.paths, args.out, command)
-    print(f"wrote {path}")
+    print(f"wrote {api.report(args.paths, args.out, command)}")
     return 0
 
 

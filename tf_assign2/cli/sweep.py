@@ -1,24 +1,10 @@
-"""``python -m tf_assign2.sweep FILE``: every entry of a sweep file as a normal training run (``experiments.sweep``);
-with ``--chief``/``--worker``, one sweep over several machines (``experiments.sweep_cluster``)."""
+"""``python -m tf_assign2.sweep FILE``: every entry of a sweep file as a normal training run (``api.sweep``);
+with ``--chief``/``--worker``, one sweep over several machines."""
 
-import os
-from pathlib import Path
-
-from tf_assign2.cli import ArgumentParser, flag_values, positive_int, run_cli, start_tensorflow, training_parser
-from tf_assign2.cli.train import train
+from tf_assign2 import api
+from tf_assign2.cli import ArgumentParser, flag_values, positive_int, run_cli, training_parser
 from tf_assign2.errors import UsageError
-from tf_assign2.experiments import sweep_cluster
-from tf_assign2.experiments.sweep import (
-    MAX_ENTRIES,
-    check_out,
-    default_out,
-    entry_runs,
-    load_sweep,
-    plan,
-    run_status,
-    run_sweep,
-)
-from tf_assign2.experiments.tune import distribution
+from tf_assign2.experiments.sweep import MAX_ENTRIES, load_sweep
 
 NOT_WITH_A_SWEEP = ("--runs-dir", "--resume", "--config")
 
@@ -55,27 +41,15 @@ def training_overrides(task, flags):
 
 def sweep(argv=None):
     args, flags = parser().parse_known_args(argv)
-    loaded = load_sweep(args.sweep_file, args.max_entries)
-    out = Path(args.out) if args.out else default_out(loaded)
-    overrides = training_overrides(loaded["task"], flags)
-    role, env = distribution(args.chief, args.worker)
+    task = load_sweep(args.sweep_file, args.max_entries)["task"]
+    results = api.sweep(args.sweep_file, out=args.out, dry_run=args.dry_run, max_entries=args.max_entries,
+                        chief=args.chief, worker=args.worker, **training_overrides(task, flags))
     if args.dry_run:
-        planned = plan(loaded, out, overrides)
-        check_out(out, loaded, planned)
-        for i, entry in enumerate(planned, 1):
-            made = entry_runs(out, entry["name"])
-            status = run_status(made[-1]) if made else "pending"
-            values = ", ".join(f"{k}={v}" for k, v in dict(loaded["entries"])[entry["name"]].items())
-            print(f"[{i}/{len(planned)}] {entry['name']}: {values or 'base settings'} ({status})")
-        print(f"{len(planned)} entries; outputs in {out}")
-        return 0
-    start_tensorflow()  # import it quietly now; each run seeds it again
-    if role == "standalone":
-        return run_sweep(loaded, out, train, flags, overrides)
-    os.environ.update(env)  # keras-tuner reads its KERASTUNER_* variables
-    if role == "chief":
-        return sweep_cluster.run_chief(loaded, out, flags, overrides)
-    return sweep_cluster.run_worker(loaded, out, train, flags, overrides)
+        for i, ((name, values), row) in enumerate(zip(results.entries, results.rows), 1):
+            listed = ", ".join(f"{k}={v}" for k, v in values.items())
+            print(f"[{i}/{len(results.rows)}] {name}: {listed or 'base settings'} ({row['status']})")
+        print(f"{len(results.rows)} entries; outputs in {results.path}")
+    return 130 if results.interrupted else 0
 
 
 def main(argv=None):

@@ -1,26 +1,14 @@
-"""``python -m tf_assign2.tune cifar|mnist``: a keras-tuner search (``experiments.tune``), then the best retrained.
+"""``python -m tf_assign2.tune cifar|mnist``: a keras-tuner search, then the best retrained (``api.tune``).
 
 The fixed training flags are generated from the settings schema (each setting marked ``tune``).
 """
 
 import argparse
-import os
-import re
-from pathlib import Path
 
+from tf_assign2 import api
 from tf_assign2 import config as settings
-from tf_assign2.cli import (
-    ArgumentParser,
-    add_data_flags,
-    add_setting_flag,
-    check_data_location,
-    positive_int,
-    resolve_config,
-    run_cli,
-    start_tensorflow,
-)
-from tf_assign2.errors import UsageError
-from tf_assign2.experiments.tune import TUNERS, Search, default_space, distribution, load_space, run_search
+from tf_assign2.cli import ArgumentParser, add_data_flags, add_setting_flag, flag_values, positive_int, run_cli
+from tf_assign2.experiments.tune import TUNERS
 
 
 def build_parser():
@@ -63,41 +51,17 @@ def _factor(text):
     return int(text)
 
 
-def _check_tuner_flags(args):
-    """Flags that only one tuner reads are errors with the others, rather than silently ignored."""
-    only = {"max_trials": ("random", "bayesian"), "epochs": ("random", "bayesian"),
-            "max_epochs": ("hyperband",), "factor": ("hyperband",), "initial_points": ("bayesian",)}
-    for name, tuners in only.items():
-        if getattr(args, name) is not None and args.tuner not in tuners:
-            hint = " (use --max-epochs)" if name == "epochs" else ""
-            raise UsageError(f"--{name.replace('_', '-')} is for --tuner {' or '.join(tuners)}, not {args.tuner}{hint}")
-    if args.tuner == "hyperband":
-        args.epochs = args.max_epochs
-    args.factor = args.factor or 3
-    args.max_trials = args.max_trials or 10
+OUTCOME_CODES = {"completed": 0, "worker": 0, "failed": 1, "diverged": 1, "interrupted": 130}
 
 
 def tune(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    _check_tuner_flags(args)
-    space = load_space(args.space, args.task) if args.space else default_space(args.task)
-    role, env = distribution(args.chief, args.worker)
-    if role == "worker" and args.overwrite:
-        raise UsageError("--overwrite is for the chief; a worker continues the chief's project")
-    base = resolve_config(args.task, args)
-    if base.val_split <= 0:
-        raise UsageError("--val-split 0: the search is scored on a validation split; give a fraction in (0, 1)")
-    project_dir = Path(args.directory) / (args.project_name or f"{args.task}-{args.tuner}")
-    if not re.fullmatch(r"[A-Za-z0-9_.=+-]+", project_dir.name) or project_dir.name in (".", ".."):
-        raise UsageError(f"--project-name {project_dir.name}: expected a plain folder name")
-    os.environ.update(env)
-    search = Search(task=args.task, tuner=args.tuner, project_dir=project_dir, role=role,
-                    max_trials=args.max_trials, initial_points=args.initial_points, factor=args.factor,
-                    overwrite=args.overwrite)
-    check_data_location(base)
-    start_tensorflow(base.seed, base.deterministic)
-    return run_search(search, base, space)
+    args = build_parser().parse_args(argv)
+    fixed = {k: v for k, v in flag_values(args).items() if k not in ("task", "epochs")}  # the search's own
+    results = api.tune(args.task, tuner=args.tuner, max_trials=args.max_trials, epochs=args.epochs,
+                       max_epochs=args.max_epochs, factor=args.factor, initial_points=args.initial_points,
+                       space=args.space, directory=args.directory, project_name=args.project_name,
+                       overwrite=args.overwrite, chief=args.chief, worker=args.worker, **fixed)
+    return OUTCOME_CODES[results.outcome]
 
 
 def main(argv=None):

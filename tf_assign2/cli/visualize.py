@@ -1,24 +1,8 @@
-"""``python -m tf_assign2.visualize RUN``: the Zeiler & Fergus figures of a finished run (``analysis.zeiler_fergus``)
-and, with ``--methods``, attribution maps and their faithfulness scores (``analysis.attribution``)."""
+"""``python -m tf_assign2.visualize RUN``: the Zeiler & Fergus figures of a finished run and, with ``--methods``,
+attribution maps and their faithfulness scores, through ``api.visualize``."""
 
-from pathlib import Path
-
-from tf_assign2 import config as settings
-from tf_assign2 import runs
-from tf_assign2.analysis import attribution
-from tf_assign2.analysis.zeiler_fergus import load_run_model, visualize
-from tf_assign2.cli import (
-    ArgumentParser,
-    add_data_flags,
-    any_int,
-    check_data_location,
-    checked,
-    flag_values,
-    positive_int,
-    run_cli,
-    start_tensorflow,
-)
-from tf_assign2.errors import UsageError
+from tf_assign2 import api
+from tf_assign2.cli import ArgumentParser, add_data_flags, any_int, checked, flag_values, positive_int, run_cli
 
 unit_float = checked(float, lambda v: 0 <= v <= 1, "a number in [0, 1]")
 
@@ -59,42 +43,12 @@ def parser():
 
 def visualize_run(argv=None):
     args = parser().parse_args(argv)
-    run_dir = Path(args.run_dir)
-    if not runs.is_run_dir(run_dir):
-        raise UsageError(f"{run_dir}: not a run directory (no config.json)")
-    if not (run_dir / "model.keras").is_file():
-        raise UsageError(f"{run_dir}: no model.keras (did the run diverge or get interrupted?)")
-    attribution.resolve_methods(args.methods, None)  # unknown names: before TensorFlow starts
-    values = runs.read_json(run_dir / "config.json")
-    values.update(flag_values(args))
-    cfg = settings.from_dict(values, f"{run_dir}/config.json")
-    check_data_location(cfg)
-    start_tensorflow()
-
-    from tf_assign2 import data
-
-    model = load_run_model(run_dir)
-    test_x, test_y, info = data.load_test_split(cfg)
-    if tuple(model.input.shape[1:]) != tuple(test_x.shape[1:]):
-        raise UsageError(f"{run_dir}: model expects images of shape {tuple(model.input.shape[1:])}, "
-                         f"the data has {tuple(test_x.shape[1:])}")
-    layers = [name.strip() for name in args.gradcam_layers.split(",") if name.strip()] if args.gradcam_layers else None
-    methods = attribution.resolve_methods(args.methods, model, layers)  # bad input fails before any file
-    if methods and not attribution.conv_layers(model):  # --methods all on a recurrent model
-        print("Grad-CAM: not applicable, the model has no conv layer")
-    out = Path(args.out) if args.out else runs.timestamped_subdir(run_dir, "visualize")
-    written = visualize(model, test_x, test_y, info.class_names, out, run_dir=run_dir, layer=args.layer,
-                        maps=args.maps, images=args.images, occluder=args.occluder, stride=args.stride,
-                        shared_scale=args.shared_scale)
-    if methods:
-        more, record = attribution.write_report(
-            model, test_x, test_y, info.class_names, out, methods, figure_images=args.images,
-            figure_count=args.figure_images, score_count=args.score_images, baseline=args.baseline,
-            occluder=args.occluder, stride=args.stride)
-        written.update(more)
-        listing = runs.read_json(out / "visualize.json")
-        listing["files"].update(more)
-        runs.write_json(out / "visualize.json", {**listing, **record})
+    written = api.visualize(args.run_dir, methods=args.methods, out=args.out, layer=args.layer, maps=args.maps,
+                            images=args.images, occluder=args.occluder, stride=args.stride,
+                            shared_scale=args.shared_scale, gradcam_layers=args.gradcam_layers,
+                            score_images=args.score_images, figure_images=args.figure_images,
+                            baseline=args.baseline, **flag_values(args))
+    out = written.pop("out")
     print(f"wrote {len(written)} files to {out}: {', '.join(written)}")
     return 0
 

@@ -14,11 +14,11 @@ reached it). Settings are the training CLI's long flags with ``_`` for ``-``. Pr
 to the sweep command. Every entry is checked before anything runs, so a typo in the last entry
 fails in seconds, not after hours.
 
-Each entry is an ordinary training run, made by the same code path as
-``python -m tf_assign2.<task> --config <the entry's merged YAML>`` (``cli.train``), so it
-writes everything a run writes. The sweep folder (``--out``, default ``runs/sweeps/<name>``):
+Each entry is an ordinary training run, made by the same call as ``tf_assign2.train`` (the
+function of ``python -m tf_assign2.<task>``), so it writes everything a run writes. The sweep
+folder (``--out``, default ``runs/sweeps/<name>``):
 
-    sweep.json              the sweep file, the extra flags, and per entry its settings, run dir, status
+    sweep.json              the sweep file, the overrides, and per entry its settings, run dir, status
     configs/<entry>.yaml    the merged settings of the entry (re-run one entry by hand with --config)
     runs/<entry>/<run>/     the entry's run directory
     results.csv, results.md one row per entry: settings, status, test accuracy, time
@@ -64,18 +64,25 @@ SETTING_COLUMNS = schema.COLUMNS  # every setting the schema marks as a table co
 # --------------------------------------------------------------------------- the sweep file
 
 
-def load_sweep(path, max_entries=MAX_ENTRIES):
-    """Read and check a sweep file; returns {name, task, base, settings, entries: [(name, settings)]}."""
-    path = Path(path)
-    values = schema.read_yaml(path, "sweep file")
-    where = f"sweep file {path}"
+def load_sweep(spec, max_entries=MAX_ENTRIES):
+    """Read and check a sweep: a YAML file, or the same as a mapping (from Python, without a file);
+    returns {name, task, base, settings, entries: [(name, settings)], file, description, target}."""
+    if isinstance(spec, dict):
+        path, values = None, dict(spec)
+        where = "sweep"
+        if "name" not in values:
+            raise UsageError("sweep: a sweep given as a mapping needs a name (the folder runs/sweeps/<name>)")
+    else:
+        path = Path(spec)
+        values = schema.read_yaml(path, "sweep file")
+        where = f"sweep file {path}"
     unknown = [k for k in values if k not in SWEEP_KEYS]
     if unknown:
         raise UsageError(f"{where}: unknown key '{unknown[0]}' (expected {', '.join(SWEEP_KEYS)})")
     task = values.get("task")
     if task not in TASKS:
         raise UsageError(f"{where}: task: expected one of {', '.join(TASKS)}, got {task!r}")
-    name = values.get("name", path.stem)
+    name = values.get("name", path.stem if path else None)
     if not isinstance(name, str) or not _SAFE.fullmatch(name):
         raise UsageError(f"{where}: name: expected letters, digits, '.', '_' or '-', got {name!r}")
     settings = _mapping(values.get("settings", {}), f"{where}: settings")
@@ -83,7 +90,7 @@ def load_sweep(path, max_entries=MAX_ENTRIES):
     if base is not None:
         if not isinstance(base, str):
             raise UsageError(f"{where}: base: expected a path to a --config file, got {base!r}")
-        base = (path.parent / base).resolve()
+        base = ((path.parent if path else Path.cwd()) / base).resolve()
         if not base.is_file():
             raise UsageError(f"{where}: base: {base} not found")
     entries = expand_entries(values.get("grid"), values.get("runs"), where, max_entries)
@@ -97,7 +104,7 @@ def load_sweep(path, max_entries=MAX_ENTRIES):
     if description is not None and not isinstance(description, str):
         raise UsageError(f"{where}: description: expected one line of text, got {description!r}")
     return {"name": name, "task": task, "base": str(base) if base else None, "settings": settings,
-            "entries": entries, "file": str(path), "description": description, "target": target}
+            "entries": entries, "file": str(path) if path else None, "description": description, "target": target}
 
 
 _SAFE = re.compile(r"[A-Za-z0-9._-]+")
@@ -166,14 +173,18 @@ def plan(sweep, out, overrides=None):
     planned = []
     for name, entry in sweep["entries"]:
         values = {**base, **sweep["settings"], **entry, "runs_dir": str(Path(out) / "runs" / name)}
-        where = f"sweep file {sweep['file']}: entry '{name}'"
+        where = f"{_origin(sweep)}: entry '{name}'"
         try:
             config = schema.build(sweep["task"], schema.file_values(values, where), overrides or {})
         except UsageError as e:
             message = str(e) if str(e).startswith(where) else f"{where}: {e}"
             raise UsageError(message) from None
-        planned.append({"name": name, "values": values, "config": _plain(to_dict(config))})
+        planned.append({"name": name, "values": values, "config": _plain(to_dict(config)), "settings": config})
     return planned
+
+
+def _origin(sweep):
+    return f"sweep file {sweep['file']}" if sweep["file"] else "sweep"
 
 
 def _plain(value):
@@ -231,10 +242,10 @@ def run_status(run_dir):
     return runs.read_json(summary).get("status", "unfinished")
 
 
-def write_state(out, sweep, planned, state, flags):
+def write_state(out, sweep, planned, state, overrides):
     state.update({"name": sweep["name"], "task": sweep["task"], "description": sweep["description"],
-                  "target": sweep.get("target"),
-                  "sweep_file": sweep["file"], "flags": list(flags), "order": [e["name"] for e in planned]})
+                  "target": sweep.get("target"), "sweep_file": sweep["file"], "overrides": _plain(overrides or {}),
+                  "order": [e["name"] for e in planned]})
     for entry in planned:
         record = state["entries"].setdefault(entry["name"], {})
         made = entry_runs(out, entry["name"])
@@ -247,18 +258,18 @@ def write_state(out, sweep, planned, state, flags):
 # --------------------------------------------------------------------------- running
 
 
-def run_sweep(sweep, out, train, flags=(), overrides=None):
-    """Run every entry not yet finished; returns the exit code (0 done, 130 interrupted).
+def run_sweep(sweep, out, train, resume, overrides=None):
+    """Run every entry not yet finished; returns (the results' rows, whether it was interrupted).
 
-    ``train(task, argv)`` is the training command line's own function (``cli.train.train``), so
-    each entry is exactly ``python -m tf_assign2.<task> --config <entry>.yaml <flags>``;
-    ``overrides`` are those ``flags`` as settings.
+    ``train(config)`` and ``resume(run_dir)`` are ``tf_assign2.train`` and ``tf_assign2.resume``, so
+    each entry is exactly the run ``python -m tf_assign2.<task> --config <entry>.yaml`` makes;
+    ``overrides`` are settings applied to every entry (the sweep command's training flags).
     """
     out = Path(out)
     planned = plan(sweep, out, overrides)
     create_out(out)
     with runs.owned(out, "sweep folder"):  # one sweep command per folder at a time
-        return _run_entries(sweep, out, train, flags, planned)
+        return _run_entries(sweep, out, train, resume, overrides, planned)
 
 
 def create_out(out):
@@ -272,7 +283,7 @@ def create_out(out):
         raise UsageError(f"--out {out}: cannot create it ({e.strerror or e})") from None
 
 
-def prepare_out(sweep, out, planned, flags):
+def prepare_out(sweep, out, planned, overrides):
     """Check that ``out`` may hold this sweep, write configs/<entry>.yaml and sweep.json; returns the state."""
     import yaml
 
@@ -280,69 +291,71 @@ def prepare_out(sweep, out, planned, flags):
     (out / "configs").mkdir(parents=True, exist_ok=True)
     for entry in planned:
         runs.write_atomic(out / "configs" / f"{entry['name']}.yaml",
-                          f"# sweep {sweep['name']} ({sweep['file']}), entry {entry['name']}\n"
+                          f"# sweep {sweep['name']} ({sweep['file'] or 'a Python call'}), entry {entry['name']}\n"
                           + yaml.safe_dump(entry["values"], sort_keys=False))
-    write_state(out, sweep, planned, state, flags)
+    write_state(out, sweep, planned, state, overrides)
     return state
 
 
-def entry_command(out, name, flags):
-    """How to run an entry now: ``(latest run, its status, argv)`` for the training command line.
-
-    ``argv`` is None when the latest run finished (completed or diverged: it is not run again),
-    ``--resume RUN`` when it was interrupted or killed, else ``--config configs/<entry>.yaml`` and the
-    sweep's flags. The run folders are the state, so this holds after a SIGKILL and on any machine.
-    """
+def next_step(out, name):
+    """What an entry needs now: ``(latest run, its status, step)``, step being None when the latest run
+    finished (completed or diverged: it is not run again), "resume" when it was interrupted or killed,
+    else "start". The run folders are the state, so this holds after a SIGKILL and on any machine."""
     made = entry_runs(out, name)
     status = run_status(made[-1]) if made else None
     if status in FINISHED:
         return made[-1], status, None
     if made:
-        return made[-1], status, ["--resume", str(made[-1])]
-    return None, None, ["--config", str(Path(out) / "configs" / f"{name}.yaml"), *flags]
+        return made[-1], status, "resume"
+    return None, None, "start"
 
 
-def entry_line(head, task, run, status, argv):
-    """The line printed before an entry: skipped, resumed or the command that starts it."""
-    if argv is None:
+def entry_line(head, task, out, name, run, status, step):
+    """The line printed before an entry: skipped, resumed, or the command that would start it alone."""
+    if step is None:
         return f"{head}: {status} earlier ({run}), skipped"
-    if run is not None:
+    if step == "resume":
         return f"{head}: resuming {run}"
-    return f"{head}: python -m tf_assign2.{task} {' '.join(argv)}"
+    return f"{head}: python -m tf_assign2.{task} --config {Path(out) / 'configs' / f'{name}.yaml'}"
 
 
-def _run_entries(sweep, out, train, flags, planned):
-    state = prepare_out(sweep, out, planned, flags)
-    code, clock = 0, Progress(sum(1 for e in planned if not _finished(out, e["name"])))
+def train_entry(entry, train, resume, run, step):
+    """Run one entry's step: ``train`` its settings, or ``resume`` its interrupted run; returns the Run."""
+    return resume(run) if step == "resume" else train(entry["settings"])
+
+
+def _run_entries(sweep, out, train, resume, overrides, planned):
+    state = prepare_out(sweep, out, planned, overrides)
+    interrupted, clock = False, Progress(sum(1 for e in planned if not _finished(out, e["name"])))
     try:
         for i, entry in enumerate(planned, 1):
             name = entry["name"]
-            run, status, argv = entry_command(out, name, flags)
+            run, status, step = next_step(out, name)
             head = f"[{i}/{len(planned)}] {name}"
-            print(entry_line(head, sweep["task"], run, status, argv), flush=True)
-            if argv is None:
+            print(entry_line(head, sweep["task"], out, name, run, status, step), flush=True)
+            if step is None:
                 continue
             started = time.perf_counter()
-            result = train(sweep["task"], argv)
+            result = train_entry(entry, train, resume, run, step)
             _release_memory()
-            write_state(out, sweep, planned, state, flags)
+            write_state(out, sweep, planned, state, overrides)
             rows = write_results(out, sweep, planned)
             print(f"{head}: {_outcome(rows[i - 1])} in {clock.done(time.perf_counter() - started)}", flush=True)
-            if result == 130:
-                code = 130
+            if result.status == "interrupted":
+                interrupted = True
                 break
     except KeyboardInterrupt:
-        code = 130
-    finish(out, sweep, planned, state, flags)
-    if code == 130:
-        print(f"interrupted: re-run the same command to continue (python -m tf_assign2.sweep {sweep['file']}"
-              f" --out {out})", file=sys.stderr)
-    return code
+        interrupted = True
+    rows = finish(out, sweep, planned, state, overrides)
+    if interrupted:
+        again = f"python -m tf_assign2.sweep {sweep['file']} --out {out}" if sweep["file"] else "the same sweep call"
+        print(f"interrupted: re-run the same command to continue ({again})", file=sys.stderr)
+    return rows, interrupted
 
 
-def finish(out, sweep, planned, state, flags):
+def finish(out, sweep, planned, state, overrides):
     """sweep.json, results.csv, results.md, overlay.png as they stand, and the one-line count; returns the rows."""
-    write_state(out, sweep, planned, state, flags)
+    write_state(out, sweep, planned, state, overrides)
     rows = write_results(out, sweep, planned)
     counts = {}
     for row in rows:
@@ -487,28 +500,39 @@ def write_results(out, sweep, planned):
     return rows
 
 
-def results_markdown(sweep, rows):
+def results_table(rows, target=None, best=None):
+    """(header, cells) of a sweep's table: each entry's varying settings and outcome; ``best`` (a row)
+    has its accuracy in bold."""
     keys = table_keys(rows)
-    target = sweep.get("target")
     header = ["entry", *keys, "test accuracy", "status", "epochs", "train s", "images/s"]
     if target is not None:
         header.append(f"to {target:g} (epoch, train s)")
-    title = f"# Sweep {sweep['name']} ({sweep['task']})" + (f": {sweep['description']}" if sweep["description"] else "")
-    lines = [title, "", f"From `{sweep['file']}`; one run per entry.", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    best = max((r for r in rows if r["status"] == "completed"), key=lambda r: r["test_accuracy"], default=None)
+    table = []
     for r in rows:
         acc = fmt(r["test_accuracy"]) if r["status"] == "completed" else ("NaN" if r["status"] == "diverged" else "")
         if r is best:
             acc = f"**{acc}**"
         status = r["status"] + (f" ({r['divergence']})" if r.get("divergence") else "")
-        cells = [r["entry"], *(f"{r[k]:g}" if isinstance(r[k], float) else fmt(r[k]) for k in keys), acc, status, fmt(r["epochs_completed"]),
-                 fmt(r["train_seconds"], 1), fmt(r["images_per_sec"], 0)]
+        cells = [r["entry"], *(f"{r[k]:g}" if isinstance(r[k], float) else fmt(r[k]) for k in keys), acc, status,
+                 fmt(r["epochs_completed"]), fmt(r["train_seconds"], 1), fmt(r["images_per_sec"], 0)]
         if target is not None:
             reached = r.get("epochs_to_target")
             cells.append("not reached" if reached is None and r["status"] != "pending" else
                          "" if reached is None else f"{reached}, {fmt(r.get('seconds_to_target'), 1)} s")
-        lines.append("| " + " | ".join(cells) + " |")
+        table.append(cells)
+    return header, table
+
+
+def results_markdown(sweep, rows):
+    keys = table_keys(rows)
+    target = sweep.get("target")
+    title = f"# Sweep {sweep['name']} ({sweep['task']})" + (f": {sweep['description']}" if sweep["description"] else "")
+    origin = f"`{sweep['file']}`" if sweep["file"] else "a Python call (tf_assign2.sweep)"
+    best = max((r for r in rows if r["status"] == "completed"), key=lambda r: r["test_accuracy"], default=None)
+    header, table = results_table(rows, target, best)
+    lines = [title, "", f"From {origin}; one run per entry.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in table]
     if "seed" in keys:
         lines += seed_summary(rows, [k for k in keys if k != "seed"], target)
     elif best:

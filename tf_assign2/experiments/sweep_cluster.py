@@ -6,9 +6,8 @@
     python -m tf_assign2.sweep SWEEP.yaml --out /shared/sweeps/x --chief 10.0.0.1:8000 --worker w0
 
 The sweep folder is on a filesystem every machine mounts at the same path; it is the state, as
-for a one-machine sweep (``experiments.sweep``): every entry is trained by the training command
-line's own function into ``runs/<entry>/<run>/``, resumed from its backup if its run was
-interrupted, skipped if it finished. Beside it, ``cluster/`` holds what the cluster adds:
+for a one-machine sweep (``experiments.sweep``): every entry is trained by ``tf_assign2.train`` into
+``runs/<entry>/<run>/``, resumed from its backup if its run was interrupted, skipped if it finished. Beside it, ``cluster/`` holds what the cluster adds:
 
     cluster/oracle.json, trial_*/    keras-tuner's project: which entry went to which worker ID, results
     cluster/cluster.json             the sweep's ID (a worker of another folder is refused), the chief's address
@@ -368,9 +367,9 @@ def read_timeline(out):
         return list(csv.DictReader(f))
 
 
-def run_chief(sweep, out, flags=(), overrides=None, poll=CHIEF_POLL_SECONDS):
+def run_chief(sweep, out, overrides=None, poll=CHIEF_POLL_SECONDS):
     """Serve the sweep's entries until all have ended and every worker has gone, then write the
-    results as a one-machine sweep does; returns the exit code (0 done, 130 interrupted).
+    results as a one-machine sweep does; returns (the results' rows, whether it was interrupted).
 
     The address is keras-tuner's ``KERASTUNER_ORACLE_IP``/``_PORT`` (set from ``--chief``).
     """
@@ -379,7 +378,7 @@ def run_chief(sweep, out, flags=(), overrides=None, poll=CHIEF_POLL_SECONDS):
     planned = sweeps.plan(sweep, out, overrides)
     sweeps.create_out(out)
     with runs.owned(out, "sweep folder"):  # one chief (or one-machine sweep) per folder
-        state = sweeps.prepare_out(sweep, out, planned, flags)
+        state = sweeps.prepare_out(sweep, out, planned, overrides)
         cluster = out / CLUSTER
         cluster.mkdir(exist_ok=True)
         record = cluster_record(cluster, sweep, host, port)
@@ -397,7 +396,7 @@ def run_chief(sweep, out, flags=(), overrides=None, poll=CHIEF_POLL_SECONDS):
 
         def on_progress(ended):  # as a one-machine sweep does after each entry
             if ended:
-                sweeps.write_state(out, sweep, planned, state, flags)
+                sweeps.write_state(out, sweep, planned, state, overrides)
                 sweeps.write_results(out, sweep, planned)
 
         try:
@@ -406,12 +405,11 @@ def run_chief(sweep, out, flags=(), overrides=None, poll=CHIEF_POLL_SECONDS):
                 warnings.filterwarnings("ignore", "All-NaN", RuntimeWarning)
                 serve(oracle, host, port, cluster, poll, on_progress)
         except KeyboardInterrupt:
-            sweeps.finish(out, sweep, planned, state, flags)
+            rows = sweeps.finish(out, sweep, planned, state, overrides)
             print(f"interrupted: start the chief again with the same command to continue the sweep in {out}; "
                   "its workers wait for it", file=sys.stderr)
-            return 130
-        sweeps.finish(out, sweep, planned, state, flags)
-        return 0
+            return rows, True
+        return sweeps.finish(out, sweep, planned, state, overrides), False
 
 
 # --------------------------------------------------------------------------- workers
@@ -479,12 +477,12 @@ def all_finished(out, planned):
     return all(sweeps._finished(out, entry["name"]) for entry in planned)
 
 
-def run_worker(sweep, out, train, flags=(), overrides=None):
+def run_worker(sweep, out, train, resume, overrides=None):
     """Ask the chief for entries and train each one as a one-machine sweep would, until the chief
-    says there are none left; returns the exit code (0 done, 130 interrupted).
+    says there are none left; returns (the rows of the entries as they stand, whether it was interrupted).
 
     The chief's address and this worker's ID are keras-tuner's ``KERASTUNER_*`` variables (set
-    from ``--chief`` and ``--worker``). ``train(task, argv)`` is ``cli.train.train``.
+    from ``--chief`` and ``--worker``). ``train`` and ``resume`` are ``tf_assign2.train`` and ``resume``.
     """
     import grpc
     import keras_tuner
@@ -496,7 +494,7 @@ def run_worker(sweep, out, train, flags=(), overrides=None):
     planned = sweeps.plan(sweep, out, overrides)
     if (out / "sweep.json").is_file() and all_finished(out, planned):
         print(f"worker {worker}: every entry of sweep {sweep['name']} in {out} has finished; nothing to do")
-        return 0
+        return sweeps.result_rows(out, planned), False
     position = {entry["name"]: i for i, entry in enumerate(planned, 1)}
     cluster = out / CLUSTER
 
@@ -504,7 +502,7 @@ def run_worker(sweep, out, train, flags=(), overrides=None):
         if name not in position:
             raise UsageError(f"the chief handed out entry {name!r}, which {sweep['file']} does not list; "
                              "give every machine the same sweep file")
-        return train_entry(sweep, out, train, flags, planned, position[name], worker)
+        return train_entry(sweep, out, train, resume, planned, position[name], worker)
 
     print(f"worker {worker}: waiting for the chief at {host}:{port}", flush=True)
     tuner = None
@@ -514,7 +512,7 @@ def run_worker(sweep, out, train, flags=(), overrides=None):
         with hold_worker_id(cluster, worker):
             if all_finished(out, planned):
                 print(f"worker {worker}: every entry has finished; nothing to do")
-                return 0
+                return sweeps.result_rows(out, planned), False
             try:
                 sweeps.check_out(out, sweep, planned)  # the chief recorded the same settings for every entry
             except UsageError as e:
@@ -526,13 +524,13 @@ def run_worker(sweep, out, train, flags=(), overrides=None):
     except KeyboardInterrupt:
         print(f"interrupted: worker {worker} stopped; start it again with the same command (and --worker "
               f"{worker}) to continue its entry, or another worker takes it over", file=sys.stderr)
-        return 130
+        return sweeps.result_rows(out, planned), True
     except keras_tuner.errors.FatalError as e:
         raise (tuner.failure if tuner is not None and tuner.failure else e) from None
     except grpc.RpcError as e:
         raise UsageError(f"--chief {host}:{port}: the chief did not answer ({e.code().name}: {e.details()})") from None
     print(f"worker {worker}: sweep finished; entries trained here: {tuner.ran}", flush=True)
-    return 0
+    return sweeps.result_rows(out, planned), False
 
 
 def check_served_sweep(space, out, cluster, names, host, port):
@@ -549,21 +547,22 @@ def check_served_sweep(space, out, cluster, names, host, port):
                          "give every machine the same sweep file")
 
 
-def train_entry(sweep, out, train, flags, planned, position, worker):
+def train_entry(sweep, out, train, resume, planned, position, worker):
     """One entry, exactly as a one-machine sweep runs it (skip / resume / start), under the entry's
     lock; returns the metrics reported to the chief."""
-    name = planned[position - 1]["name"]
+    entry = planned[position - 1]
+    name = entry["name"]
     head = f"[{position}/{len(planned)}] {name}"
     entry_dir = out / "runs" / name
     entry_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with runs.owned(entry_dir, "sweep entry"):  # never two workers on one entry
-        run, status, argv = sweeps.entry_command(out, name, flags)
-        print(sweeps.entry_line(head, sweep["task"], run, status, argv) + f" (worker {worker})", flush=True)
-        if argv is not None:
-            result = train(sweep["task"], argv)
+        run, status, step = sweeps.next_step(out, name)
+        print(sweeps.entry_line(head, sweep["task"], out, name, run, status, step) + f" (worker {worker})", flush=True)
+        if step is not None:
+            result = sweeps.train_entry(entry, train, resume, run, step)
             sweeps._release_memory()
-            if result == 130:
+            if result.status == "interrupted":
                 raise KeyboardInterrupt
     seconds = time.perf_counter() - started
     row = sweeps.result_rows(out, [planned[position - 1]])[0]

@@ -8,7 +8,7 @@ This module turns that into one resumable command:
            on the train split, scored on the validation split (the test split is never seen)
         -> RandomSearch | BayesianOptimization | Hyperband, objective val_accuracy
         -> trials.csv, best_hyperparameters.json, search.png in the project directory
-        -> the best hyperparameters retrained with ``train.run``: a normal run directory
+        -> the best hyperparameters retrained with ``tf_assign2.train``: a normal run directory
            (SavedModel, test accuracy) under ``<project>/best/``.
 
 keras-tuner keeps its state in the project directory, so re-running the same command
@@ -136,15 +136,8 @@ def load_space(path, task):
     ``{min, max, step, sampling}`` (a range, sampling linear or log) or one value (fixed).
     Hyperparameters the file does not name keep the normal training default.
     """
-    import yaml
-
-    try:
-        values = yaml.safe_load(Path(path).read_text())
-    except OSError as e:
-        raise UsageError(f"--space {path}: cannot read ({e.strerror or e})") from None
-    except yaml.YAMLError as e:
-        raise UsageError(f"--space {path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(values, dict) or not values:
+    values = settings.read_yaml(path, "--space")  # the hardened reader: size, depth, no aliases
+    if not values:
         raise UsageError(f"--space {path}: expected a mapping of hyperparameter names to choices or ranges")
     return validate_space(values, task, f"--space {path}")
 
@@ -569,17 +562,16 @@ def _describe(values):
     return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
 
 
-def retrain_best(best, base, arrays, info, project_dir, previous, keep=()):
-    """Train the best hyperparameters as a normal run (``Trainer.run``) in ``<project>/best/``.
+def retrain_best(best, base, project_dir, previous, train, resume, keep=()):
+    """Train the best hyperparameters as a normal run in ``<project>/best/`` through ``train`` (``tf_assign2.train``,
+    the call of every run); returns its Run.
 
-    Resumable like the search: a finished retrain of the same trial is reused, an
-    interrupted one continues from its backup.
+    Resumable like the search: a finished retrain of the same trial is reused, an interrupted one
+    continues from its backup (``resume``).
     """
     import keras
 
     from tf_assign2 import runs
-    from tf_assign2.analysis import visualization
-    from tf_assign2.training.trainer import Trainer, recorded_plan
 
     old_dir = Path(previous.get("run_dir") or "-")
     keras.backend.clear_session()
@@ -588,21 +580,17 @@ def retrain_best(best, base, arrays, info, project_dir, previous, keep=()):
         summary_path = old_dir / "summary.json"
         if summary_path.is_file() and runs.read_json(summary_path).get("status") == "completed":
             print(f"best model already retrained in {old_dir}")
-            return runs.read_json(summary_path)
-        cfg = settings.from_dict(runs.read_json(old_dir / "config.json"), f"{old_dir}/config.json")
-        trainer, run_dir, resume = Trainer(cfg, arrays, info, plan=recorded_plan(old_dir)), old_dir, True
-        print(f"continuing the interrupted retrain in {run_dir}")
-    else:
-        cfg = dataclasses.replace(trial_config(base, best.hyperparameters.values), runs_dir=str(project_dir / "best"))
-        trainer, resume = Trainer(cfg, arrays, info), False
-        run_dir = trainer.new_run_dir()
-        print(f"retraining the best hyperparameters for {cfg.epochs} epochs: run directory {run_dir}", flush=True)
-    return trainer.run(run_dir, resume=resume, extra_callbacks=visualization.for_run(cfg, run_dir, arrays.test_x))
+            return old_dir
+        print(f"continuing the interrupted retrain in {old_dir}")
+        return resume(old_dir).path
+    cfg = dataclasses.replace(trial_config(base, best.hyperparameters.values), runs_dir=str(project_dir / "best"))
+    print(f"retraining the best hyperparameters for {cfg.epochs} epochs", flush=True)
+    return train(cfg).path
 
 
 @dataclasses.dataclass(frozen=True)
 class Search:
-    """What the tune command asked for, beyond the training settings."""
+    """What the tune command asked for, beyond the training settings (checked by ``make_search``)."""
 
     task: str
     tuner: str
@@ -612,27 +600,75 @@ class Search:
     initial_points: int = None
     factor: int = 3
     overwrite: bool = False
+    environment: dict = dataclasses.field(default_factory=dict)  # keras-tuner's KERASTUNER_* variables
 
 
-def run_search(search, base, space):
-    """Search, write trials.csv/search.png, retrain the best; returns the exit code (TensorFlow started).
+ONLY_FOR = {"max_trials": ("random", "bayesian"), "epochs": ("random", "bayesian"), "max_epochs": ("hyperband",),
+            "factor": ("hyperband",), "initial_points": ("bayesian",)}
 
+
+def make_search(task, tuner="random", max_trials=None, epochs=None, max_epochs=None, factor=None,
+                initial_points=None, directory="runs/tune", project_name=None, overwrite=False, chief=None,
+                worker=None):
+    """The search asked for, checked: options one tuner reads are refused with the others rather than
+    silently ignored, the project name is a plain folder name, the distributed role is settled."""
+    if task not in settings.TASKS:
+        raise UsageError(f"tune {task!r}: expected a task, one of {', '.join(settings.TASKS)}")
+    if tuner not in TUNERS:
+        raise UsageError(f"--tuner {tuner}: expected one of {', '.join(TUNERS)}")
+    given = {"max_trials": max_trials, "epochs": epochs, "max_epochs": max_epochs, "factor": factor,
+             "initial_points": initial_points}
+    for name, tuners in ONLY_FOR.items():
+        if given[name] is not None and tuner not in tuners:
+            hint = " (use --max-epochs)" if name == "epochs" else ""
+            raise UsageError(f"--{name.replace('_', '-')} is for --tuner {' or '.join(tuners)}, not {tuner}{hint}")
+    for name, value in given.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1
+                                  or (name == "factor" and value < 2)):
+            raise UsageError(f"--{name.replace('_', '-')} {value}: expected an integer >= {2 if name == 'factor' else 1}")
+    role, environment = distribution(chief, worker)
+    if role == "worker" and overwrite:
+        raise UsageError("--overwrite is for the chief; a worker continues the chief's project")
+    project_dir = Path(directory) / (project_name or f"{task}-{tuner}")
+    if not re.fullmatch(r"[A-Za-z0-9_.=+-]+", project_dir.name) or project_dir.name in (".", ".."):
+        raise UsageError(f"--project-name {project_dir.name}: expected a plain folder name")
+    return Search(task=task, tuner=tuner, project_dir=project_dir, role=role, max_trials=max_trials or 10,
+                  initial_points=initial_points, factor=factor or 3, overwrite=overwrite, environment=environment)
+
+
+def space_from(space, task):
+    """The checked search space: the task's built-in one (None), a YAML file, or a mapping of the same."""
+    if space is None:
+        return default_space(task)
+    if isinstance(space, dict):
+        if not space:
+            raise UsageError("space: expected a mapping of hyperparameter names to choices or ranges")
+        return validate_space(space, task, "space")
+    return load_space(space, task)
+
+
+def run_search(search, base, space, train, resume):
+    """Search, write trials.csv/search.png, retrain the best through ``train``/``resume`` (TensorFlow started).
+
+    Returns (outcome, trial rows, best_hyperparameters.json's record, the retrained run's folder):
+    outcome is completed, failed (every trial failed), diverged (the best retrain diverged),
+    interrupted, or worker (this process was a worker; the chief has the results).
     The chief (or a standalone search) owns the project folder while it runs: the same command
     started twice is refused in one line. Workers share the chief's project and take no lock.
     """
     from tf_assign2 import runs
 
     if search.role == "worker":
-        return _search(search, base, space)
+        return _search(search, base, space, train, resume)
     try:
         search.project_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"--directory: cannot create {search.project_dir} ({e.strerror or e})") from None
     with runs.owned(search.project_dir, "tuning project"):
-        return _search(search, base, space)
+        return _search(search, base, space, train, resume)
 
 
-def _search(search, base, space):
+def _search(search, base, space, train, resume):
     import keras
     import tensorflow as tf
 
@@ -673,13 +709,14 @@ def _search(search, base, space):
             board = keras.callbacks.TensorBoard(str(search.project_dir / "tensorboard"), histogram_freq=0)
             tuner.search(*fit_data, epochs=base.epochs, verbose=2, callbacks=[board])
     except KeyboardInterrupt:
+        rows = []
         if search.role != "worker":
-            write_outputs(tuner, space, base, search.project_dir, search.task)
+            rows = write_outputs(tuner, space, base, search.project_dir, search.task)
         print("interrupted: run the same command again to continue the search", file=sys.stderr)
-        return 130
+        return "interrupted", rows, None, None
     if search.role == "worker":
         print(f"worker {worker}: search finished; {hypermodel.trials_run} trials ran here")
-        return 0
+        return "worker", [], None, None
 
     rows = write_outputs(tuner, space, base, search.project_dir, search.task)
     completed = [r for r in rows if r["status"] == "completed"]
@@ -689,7 +726,7 @@ def _search(search, base, space):
         notes = sorted({r["note"] for r in rows if r["note"]})
         print(f"error: every trial failed ({len(rows)} of {len(rows)}): {notes[0] if notes else 'no trials ran'}; "
               f"see {search.project_dir}/trials.csv", file=sys.stderr)
-        return 1
+        return "failed", rows, None, None
     # The highest score; ties go to the earliest trial (keras-tuner's own order varies after a reload).
     best_row = max(completed, key=lambda r: (r[OBJECTIVE], -int(r["trial_id"])))
     best = tuner.oracle.trials[best_row["trial_id"]]
@@ -703,7 +740,8 @@ def _search(search, base, space):
     print(f"best trial {best.trial_id}: {OBJECTIVE} {best.score:.4f} ({_describe(record['hyperparameters'])})")
     runs.write_json(best_path, {**record, "run_dir": None} if previous.get("trial_id") != best.trial_id
                     else {**previous, **record})
-    summary = retrain_best(best, base, arrays, info, search.project_dir, previous, hypermodel.gradients_before)
+    run_dir = retrain_best(best, base, search.project_dir, previous, train, resume, hypermodel.gradients_before)
+    summary = runs.read_json(Path(run_dir) / "summary.json")
     record.update({"run_dir": summary["run_dir"], "status": summary["status"],
                    "test_accuracy": summary.get("test_accuracy"),
                    "best_val_accuracy_retrained": summary.get("best_val_accuracy")})
@@ -711,10 +749,10 @@ def _search(search, base, space):
     if summary["status"] == "completed":
         print(f"best model: test accuracy {summary['test_accuracy']:.4f}; run directory {summary['run_dir']}")
         print(f"evaluate it with: python -m tf_assign2.evaluate {summary['run_dir']}")
-        return 0
+        return "completed", rows, record, run_dir
     if summary["status"] == "diverged":
         print(f"error: the best hyperparameters diverged when retrained ({summary.get('divergence')}); "
               f"see {summary['run_dir']}/summary.json", file=sys.stderr)
-        return 1
+        return "diverged", rows, record, run_dir
     print("interrupted: run the same command again to continue the retrain", file=sys.stderr)
-    return 130
+    return "interrupted", rows, record, run_dir

@@ -7,10 +7,18 @@ pays on CPUs). Adding a model is one entry here plus its builder module; build, 
 names, sweeps, reports and the benchmark read everything from the entry.
 
 Builders are imported when called, so this registry loads without TensorFlow.
+
+The registry is open: ``register_model`` (also ``tf_assign2.register_model``) adds a network from
+a notebook or a script, and every command and Python call of this process can then train, sweep,
+search, export, visualise and report it by its name.
 """
 
 import dataclasses
 import importlib
+import inspect
+import re
+
+from tf_assign2.errors import UsageError
 
 CELLS = ("rnn", "lstm", "gru")
 INITS = ("starter", "keras")
@@ -18,8 +26,10 @@ INITS = ("starter", "keras")
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-    builder: str  # "module:function", called as function(config, input_shape, num_classes, use_cudnn)
-    family: str  # "cnn" or "recurrent": which figures and report sections apply
+    # A function (config, input_shape, num_classes) -> Keras model of logits, or "module:function"
+    # naming one; a builder with a ``use_cudnn`` parameter also gets the plan's cuDNN choice.
+    builder: object
+    family: str  # "cnn", "recurrent" or another word: which figures and report sections apply
     settings: tuple  # the model settings it reads; the others are left blank in tables
     label: object  # config -> short name for run folders and tables ("lenet5", "lstm128")
     title: object  # config -> name in reports ("LeNet5", "LSTM-128")
@@ -28,8 +38,13 @@ class ModelSpec:
     adam_lr: float = None  # its measured default learning rate for Adam (None: the starters' 1e-3)
 
     def build(self, config, input_shape, num_classes, use_cudnn="auto"):
-        module, function = self.builder.split(":")
-        return getattr(importlib.import_module(module), function)(config, input_shape, num_classes, use_cudnn)
+        function = self.builder
+        if isinstance(function, str):
+            module, name = function.split(":")
+            function = getattr(importlib.import_module(module), name)
+        if "use_cudnn" in inspect.signature(function).parameters:
+            return function(config, input_shape, num_classes, use_cudnn=use_cudnn)
+        return function(config, input_shape, num_classes)
 
 
 CELL_TITLES = {"rnn": "BasicRNN", "lstm": "LSTM", "gru": "GRU"}
@@ -55,6 +70,46 @@ MODELS = {
         adam_lr=2e-3,
     ),
 }
+
+
+BUILT_IN = frozenset(MODELS)
+NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+def register_model(name, builder, *, family="other", settings=(), title=None, label=None, bfloat16_on_cpu=False,
+                   adam_lr=None, replace=False):
+    """Make ``builder`` trainable as ``--model NAME`` / ``settings(..., model=NAME)`` in this process.
+
+    ``builder(config, input_shape, num_classes)`` returns a Keras model from images (H, W, C) in
+    [0, 1] to logits; it may read the model settings named in ``settings`` (e.g. ``("fc_units",)``:
+    the others are blank in tables). ``family`` "cnn" or "recurrent" opts into those figures and
+    report sections. A second registration of a name is refused, unless ``replace=True`` replaces
+    your own (a notebook cell run again); the built-in models are never replaced.
+    """
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise UsageError(f"register_model {name!r}: expected a short lowercase name (letters, digits, _)")
+    if name in BUILT_IN or (name in MODELS and not replace):
+        hint = "it is built in" if name in BUILT_IN else "pass replace=True to replace your own registration"
+        raise UsageError(f"register_model {name!r}: a model of that name is already registered ({hint})")
+    if not callable(builder):
+        raise UsageError(f"register_model {name!r}: builder must be a function (config, input_shape, num_classes)")
+    from tf_assign2 import config as schema
+
+    unknown = [s for s in settings if s not in schema.SETTINGS or schema.SETTINGS[s].group != "model"]
+    if unknown:
+        model_settings = sorted(n for n, s in schema.SETTINGS.items() if s.group == "model" and n != "model")
+        raise UsageError(f"register_model {name!r}: settings {unknown[0]!r} is not a model setting "
+                         f"(expected some of {', '.join(model_settings)})")
+    MODELS[name] = ModelSpec(builder=builder, family=family, settings=tuple(settings),
+                             label=label or (lambda config: name), title=title or (lambda config: name),
+                             bfloat16_on_cpu=bfloat16_on_cpu, adam_lr=adam_lr)
+    return MODELS[name]
+
+
+def is_recurrent(config_or_name):
+    """Whether a model reads its images row by row (the registry's family), by config or name."""
+    name = getattr(config_or_name, "model", config_or_name)
+    return name in MODELS and MODELS[name].family == "recurrent"
 
 
 def spec(config):

@@ -77,7 +77,7 @@ def _with_relu(make, x, batchnorm):
     return layers.ReLU(name=f"{layer.name}_relu")(x)
 
 
-def from_config(config, input_shape, num_classes, use_cudnn="auto"):
+def from_config(config, input_shape, num_classes):
     """The registry's builder: LeNet5 with the run's filters, fc units, initialisation and batchnorm choice."""
     return lenet5(input_shape=input_shape, num_classes=num_classes, conv_filters=tuple(config.conv_filters),
                   fc_units=config.fc_units, init=config.init, batchnorm=config.batchnorm)

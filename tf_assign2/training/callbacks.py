@@ -184,25 +184,29 @@ def _sha256(path):
 
 
 class ConsoleProgress(keras.callbacks.Callback):
-    """What a person watching sees: on a terminal, a bar within each epoch with the time left; after
-    each epoch one compact line (train loss and accuracy, validation and test accuracy, images/s).
-    Not on a terminal (CI, a log file): the epoch line alone. The bookkeeping metrics
-    (starter_loss, rss_mb, epoch_seconds ...) stay in history.csv and TensorBoard.
+    """What a person watching sees: on a terminal or in a Jupyter notebook, a bar within each epoch
+    with the time left; after each epoch one compact line (train loss and accuracy, validation and
+    test accuracy, images/s). Elsewhere (CI, a log file): the epoch line alone. The bookkeeping
+    metrics (starter_loss, rss_mb, epoch_seconds ...) stay in history.csv and TensorBoard.
+
+    The bar redraws its line with a carriage return, which terminals and Jupyter both honour; on a
+    terminal the rest of the line is erased too (``ESC [K``, an escape Jupyter does not need).
     """
 
     WIDTH = 24
 
-    def __init__(self, epochs, steps_per_epoch, batch_size, stream=None, tty=None):
+    def __init__(self, epochs, steps_per_epoch, batch_size, stream=None, tty=None, notebook=None):
         super().__init__()
         self.epochs, self.steps, self.batch_size = epochs, steps_per_epoch, batch_size
         self.stream = stream or sys.stdout
         self.tty = self.stream.isatty() if tty is None else tty
+        self.notebook = (not self.tty and _jupyter_output(self.stream)) if notebook is None else notebook
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch, self.started = epoch + 1, time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
-        if not self.tty:
+        if not (self.tty or self.notebook):
             return
         done = min(batch + 1, self.steps)
         elapsed = time.perf_counter() - self.started
@@ -224,8 +228,14 @@ class ConsoleProgress(keras.callbacks.Callback):
                 parts.append(f"{label} {float(logs[key]):.4f}")
         parts.append(f"{self.steps * self.batch_size / seconds:,.0f} images/s" if seconds else "")
         parts.append(f"{seconds:.1f} s")
-        self.stream.write(("\r\033[K" if self.tty else "") + "  ".join(p for p in parts if p) + "\n")
+        start = "\r\033[K" if self.tty else "\r" if self.notebook else ""
+        self.stream.write(start + "  ".join(p for p in parts if p) + "\n")
         self.stream.flush()
+
+
+def _jupyter_output(stream):
+    """True for a Jupyter kernel's own stdout (ipykernel's OutStream), where a bar can redraw its line."""
+    return "ipykernel" in sys.modules and type(stream).__module__.startswith("ipykernel")
 
 
 class StopAfterSteps(keras.callbacks.Callback):

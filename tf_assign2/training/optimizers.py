@@ -1,55 +1,88 @@
-"""The optimizer registry: the names ``--optimizer`` takes, each a function (lr, config) -> Keras optimizer.
+"""The optimizer registry: the names ``--optimizer`` takes, each a Keras optimizer class and how to call it.
 
-Adding an optimizer is one entry here. ``clipnorm`` clips the global gradient norm (the usual
-remedy for RNN gradient spikes) and ``ema`` keeps an exponential moving average of the weights,
-for every optimizer alike. Keras is imported when an optimizer is made, so the schema reads these
-names without loading TensorFlow.
+Every optimizer gets ``--clipnorm`` (the global gradient norm: the usual remedy for RNN gradient
+spikes) and ``--ema`` (an exponential moving average of the weights) as Keras' own keyword
+arguments; an entry adds its fixed arguments and the settings it reads (``momentum`` for the
+assignment's "momentum"). Classes are named as "module:Class" and imported when an optimizer is
+made, so the schema reads these names without loading TensorFlow.
+
+The registry is open: ``register_optimizer`` (also ``tf_assign2.register_optimizer``) adds one from
+a notebook, e.g. ``register_optimizer("lion", keras.optimizers.Lion)``; train, sweep and tune (as a
+choice of the ``optimizer`` hyperparameter) then accept it by name.
 """
 
+import dataclasses
+import importlib
+import re
 
-def _clip(config):
-    return {"global_clipnorm": config.clipnorm} if config.clipnorm else {}
-
-
-def _ema(config):
-    """Keras' own weight averaging (``use_ema``): after every step the optimizer updates
-    ``average = ema * average + (1 - ema) * weight`` in variables of its own, which the per-epoch
-    backup saves with its other state, so an averaged run resumes exactly. ``Trainer`` swaps the
-    averages in for evaluation; Keras writes them into the model when ``fit`` ends."""
-    return {"use_ema": True, "ema_momentum": config.ema} if config.ema else {}
+from tf_assign2.errors import UsageError
 
 
-def _adam(lr, config):
-    from tf_assign2.training.fused_adam import FusedAdam
+@dataclasses.dataclass(frozen=True)
+class OptimizerSpec:
+    make: object  # a Keras optimizer class (or any callable (learning_rate, **kwargs)), or "module:Class"
+    fixed: dict = dataclasses.field(default_factory=dict)  # keyword arguments it is always given
+    settings: dict = dataclasses.field(default_factory=dict)  # setting name -> the keyword argument it sets
 
-    return FusedAdam(lr, **_clip(config), **_ema(config))
-
-
-def _keras(name, **fixed):
-    def make(lr, config):
-        import keras
-
-        return getattr(keras.optimizers, name)(lr, **fixed, **_clip(config), **_ema(config))
-
-    return make
-
-
-def _momentum(lr, config):
-    import keras
-
-    return keras.optimizers.SGD(lr, momentum=config.momentum, **_clip(config), **_ema(config))
+    def factory(self):
+        if isinstance(self.make, str):
+            module, name = self.make.split(":")
+            return getattr(importlib.import_module(module), name)
+        return self.make
 
 
 OPTIMIZERS = {
-    "adam": _adam,
-    "sgd": _keras("SGD"),
-    "momentum": _momentum,  # the assignment's "momentum": SGD with momentum (--momentum, 0.9)
-    "adagrad": _keras("Adagrad"),
-    "rmsprop": _keras("RMSprop"),
-    "adamw": _keras("AdamW"),
+    # Keras' Adam with TensorFlow's fused update kernel: the same steps, faster (training/fused_adam.py).
+    "adam": OptimizerSpec("tf_assign2.training.fused_adam:FusedAdam"),
+    "sgd": OptimizerSpec("keras.optimizers:SGD"),
+    # The assignment's "momentum": SGD with momentum (--momentum, 0.9).
+    "momentum": OptimizerSpec("keras.optimizers:SGD", settings={"momentum": "momentum"}),
+    "adagrad": OptimizerSpec("keras.optimizers:Adagrad"),
+    "rmsprop": OptimizerSpec("keras.optimizers:RMSprop"),
+    "adamw": OptimizerSpec("keras.optimizers:AdamW"),
 }
+BUILT_IN = frozenset(OPTIMIZERS)
+NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+def register_optimizer(name, optimizer, replace=False, **fixed):
+    """Make ``optimizer`` usable as ``--optimizer NAME`` / ``settings(..., optimizer=NAME)`` in this process.
+
+    ``optimizer`` is a Keras optimizer class, or any callable taking the learning rate (a number or
+    a schedule) and Keras' optimizer keyword arguments; ``fixed`` are keyword arguments it always
+    gets (``register_optimizer("nesterov", keras.optimizers.SGD, momentum=0.9, nesterov=True)``).
+    A second registration of a name is refused, unless ``replace=True`` replaces your own.
+    """
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise UsageError(f"register_optimizer {name!r}: expected a short lowercase name (letters, digits, _)")
+    if name in BUILT_IN or (name in OPTIMIZERS and not replace):
+        hint = "it is built in" if name in BUILT_IN else "pass replace=True to replace your own registration"
+        raise UsageError(f"register_optimizer {name!r}: an optimizer of that name is already registered ({hint})")
+    if not callable(optimizer):
+        raise UsageError(f"register_optimizer {name!r}: expected a Keras optimizer class, got {optimizer!r}")
+    OPTIMIZERS[name] = OptimizerSpec(optimizer, fixed=dict(fixed))
+    return OPTIMIZERS[name]
+
+
+def common_arguments(config):
+    """Keras' own optimizer keyword arguments for ``--clipnorm`` and ``--ema``.
+
+    ``--ema`` is Keras' weight averaging (``use_ema``): after every step the optimizer updates
+    ``average = ema * average + (1 - ema) * weight`` in variables of its own, which the per-epoch
+    backup saves with its other state, so an averaged run resumes exactly. ``Trainer`` swaps the
+    averages in for evaluation; Keras writes them into the model when ``fit`` ends.
+    """
+    arguments = {}
+    if config.clipnorm:
+        arguments["global_clipnorm"] = config.clipnorm
+    if config.ema:
+        arguments.update(use_ema=True, ema_momentum=config.ema)
+    return arguments
 
 
 def make_optimizer(config, learning_rate=None):
     """The optimizer ``config`` names, at ``learning_rate`` (a number or a schedule; default config.lr)."""
-    return OPTIMIZERS[config.optimizer](config.lr if learning_rate is None else learning_rate, config)
+    spec = OPTIMIZERS[config.optimizer]
+    arguments = {**spec.fixed, **{arg: getattr(config, name) for name, arg in spec.settings.items()},
+                 **common_arguments(config)}
+    return spec.factory()(config.lr if learning_rate is None else learning_rate, **arguments)

@@ -16,6 +16,7 @@ Policies, as measured by ``python -m benchmarks.bench`` (docs/speed.md):
 * steps per execution: 16 on a CPU, 32 on a GPU, cut to a divisor of the epoch.
 """
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -38,6 +39,19 @@ class Plan:
     steps_per_execution: int
     strategy: str  # "default" or "mirrored"
     devices: tuple = None
+    device_name: str = None  # the GPU's name and compute capability (None on a CPU)
+
+    def describe(self):
+        """One line for the start of a run: 'CPU, float32, XLA on, 16 steps per call'."""
+        device = f"GPU ({self.device_name})" if self.device == "GPU" and self.device_name else self.device
+        parts = [device, "bfloat16 compute" if self.precision == "bfloat16" else
+                 "float16 compute" if self.precision == "mixed" else "float32",
+                 f"XLA {'on' if self.jit else 'off'}", f"{self.steps_per_execution} steps per call"]
+        if self.device == "GPU" and self.use_cudnn is False:
+            parts.append("cuDNN off")
+        if self.strategy == "mirrored":
+            parts.append(f"mirrored over {', '.join(self.devices) if self.devices else 'all GPUs'}")
+        return ", ".join(parts)
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -54,6 +68,29 @@ def gpu_available():
     import tensorflow as tf
 
     return bool(tf.config.list_physical_devices("GPU"))
+
+
+def gpu_details():
+    """(name, (major, minor) compute capability) of the first GPU, or None (no GPU, or TensorFlow cannot say)."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return None
+    details = tf.config.experimental.get_device_details(gpus[0])
+    return details.get("device_name", "GPU"), tuple(details.get("compute_capability") or ()) or None
+
+
+def check_gpu_precision(precision, details):
+    """bfloat16 needs a GPU of compute capability 8.0 or later (Ampere: A100, L4, H100 ...); on an older one
+    (a T4 is 7.5) TensorFlow would emulate it slowly or fail deep inside a kernel: refuse it here."""
+    if precision != "bfloat16" or details is None or details[1] is None:
+        return
+    name, capability = details
+    if capability < (8, 0):
+        raise UsageError(f"--precision bfloat16: this GPU ({name}, compute capability {capability[0]}.{capability[1]}) "
+                         "has no bfloat16 arithmetic (8.0 or later has, e.g. A100, L4, H100); use --precision mixed "
+                         "(float16) or float32")
 
 
 @functools.cache
@@ -116,16 +153,26 @@ def make_plan(config, steps_per_epoch, gpu=None):
     precision = resolve_precision(config, gpu)
     if precision == "mixed" and not gpu:
         print("warning: --precision mixed (float16) on a CPU is much slower than float32", flush=True)
+    details = gpu_details() if gpu else None
+    check_gpu_precision(precision, details)
+    name = f"{details[0]}, compute capability {'.'.join(map(str, details[1]))}" if details and details[1] else None
     return Plan(device="GPU" if gpu else "CPU", jit=jit, precision=precision, use_cudnn=use_cudnn,
                 steps_per_execution=resolve_steps_per_execution(config, steps_per_epoch, gpu),
-                strategy=config.strategy, devices=config.devices)
+                strategy=config.strategy, devices=config.devices, device_name=name)
 
 
-def set_precision(plan):
-    """Mixed precision computes in float16/bfloat16 with float32 variables; logits stay float32."""
+@contextlib.contextmanager
+def precision_policy(plan):
+    """Keras' dtype policy of the plan while layers are made (float16/bfloat16 compute with float32
+    variables; logits stay float32), and the caller's policy again afterwards."""
     import keras
 
-    keras.mixed_precision.set_global_policy(POLICIES[plan.precision])
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(POLICIES[plan.precision])
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(before)
 
 
 def distribution_strategy(plan):

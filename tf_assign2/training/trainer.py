@@ -31,7 +31,7 @@ from tf_assign2.training import callbacks as loop
 from tf_assign2.training import ema, export, schedules
 from tf_assign2.training.losses import starter_cross_entropy, training_loss
 from tf_assign2.training.optimizers import make_optimizer
-from tf_assign2.training.plan import Plan, distribution_strategy, make_plan, set_precision
+from tf_assign2.training.plan import Plan, distribution_strategy, make_plan, precision_policy
 
 EVAL_BATCH = 256
 
@@ -52,6 +52,7 @@ class Trainer:
 
     def __init__(self, config, arrays, info, plan=None):
         self.config, self.arrays, self.info = config, arrays, info
+        self.model = None  # the model of the last ``run``
         self.steps_per_epoch = data.steps_per_epoch(len(arrays.train_y), config.batch_size)
         total = config.total_steps()
         self.epochs = math.ceil(total / self.steps_per_epoch) if total else config.epochs
@@ -66,8 +67,7 @@ class Trainer:
         keras.utils.set_random_seed(self.config.seed)  # the same initial weights for the same seed
         if self.config.deterministic:  # process-wide, as TensorFlow has it
             tf.config.experimental.enable_op_determinism()
-        set_precision(self.plan)
-        with self.strategy.scope():
+        with precision_policy(self.plan), self.strategy.scope():
             return models.build(self.config, self.info.image_shape, self.info.num_classes,
                                 self.plan.use_cudnn if use_cudnn is None else use_cudnn)
 
@@ -183,7 +183,7 @@ class Trainer:
         training (test metrics, export, summary.json) resume too: a run stopped there keeps its
         backup of the last epoch, and ``--resume`` loads it and finishes them without retraining.
         """
-        with runs.owned(run_dir, "run folder"):
+        with runs.owned(run_dir, "run folder"), precision_policy(self.plan):  # the export's twin too
             return self._run(Path(run_dir), resume, extra_callbacks)
 
     def _run(self, run_dir, resume, extra_callbacks):
@@ -193,7 +193,7 @@ class Trainer:
         start_epoch = loop.latest_intact(backup_dir) if resume else 0
         if resume:
             loop.truncate_history(history_csv, start_epoch)
-        model = self.compile(self.build_model())
+        self.model = model = self.compile(self.build_model())
         throughput = loop.Throughput(len(self.arrays.train_y))
         callbacks = self.run_callbacks(run_dir, throughput, resume, start_epoch) + self.epoch_end_view(extra_callbacks)
 
