@@ -81,9 +81,10 @@ def train(config, **values):
     with preserved():
         arrays, info = load_data(config)
         from tf_assign2.training.startup import start_tensorflow
+
+        start_tensorflow(config.seed, config.deterministic, config.devices)  # before anything imports it
         from tf_assign2.training.trainer import Trainer
 
-        start_tensorflow(config.seed, config.deterministic, config.devices)
         trainer = Trainer(config, arrays, info)
         return _run(trainer, trainer.new_run_dir(), resume=False)
 
@@ -100,9 +101,10 @@ def resume(run_dir):
     with preserved():
         arrays, info = load_data(config)
         from tf_assign2.training.startup import start_tensorflow
+
+        start_tensorflow(config.seed, config.deterministic, config.devices)  # before anything imports it
         from tf_assign2.training.trainer import Trainer, recorded_plan
 
-        start_tensorflow(config.seed, config.deterministic, config.devices)
         trainer = Trainer(config, arrays, info, plan=recorded_plan(run.path))
         return _run(trainer, run.path, resume=True)
 
@@ -226,6 +228,25 @@ class Run:
         name, kernel = found
         return figures.plot_filters(kernel, title=f"{self.path.name}: {name} filters")
 
+    def activation_statistics(self):
+        """The conv layers' activation statistics on the test images after the last epoch (from
+        activation_stats.json; the hidden state's per step for a recurrent model), as a table."""
+        stats_path = self.path / "activation_stats.json"
+        if stats_path.is_file():
+            layers = runs.read_json(stats_path).get("layers", {})
+            columns = ["layer", "mean", "std", "min", "max", "zero fraction"]
+            rows = [[name, *(_number(s.get(k)) for k in ("mean", "std", "min", "max", "zero_fraction"))]
+                    for name, s in layers.items()]
+            return Table(columns, rows)
+        hidden_path = self.path / "hidden_state_stats.json"
+        if hidden_path.is_file():
+            layers = runs.read_json(hidden_path).get("layers", {})
+            columns = ["layer", "mean", "std", "min", "max"]
+            rows = [[name, *(_number((s.get("overall") or s).get(k)) for k in ("mean", "std", "min", "max"))]
+                    for name, s in layers.items()]
+            return Table(columns, rows)
+        raise UsageError(f"{self.path}: no activation statistics (the run was made with visualize off)")
+
     # ----------------------------------------------------------------------- what can be done with it
 
     def evaluate(self, tta=None, out=None, **data):
@@ -235,7 +256,7 @@ class Run:
 
     def visualize(self, methods="none", out=None, **options):
         """``python -m tf_assign2.visualize RUN``: the Zeiler & Fergus figures and, with ``methods``
-        (e.g. "all"), attribution maps and their scores; returns {file: what it is}, with "out"."""
+        (e.g. "all"), attribution maps and their scores; returns ``Figures`` ({file: what it is}, ``out``)."""
         return visualize(self.path, methods=methods, out=out, **options)
 
     def export(self, formats="onnx,litert"):
@@ -304,10 +325,7 @@ def evaluate(path, tta=None, out=None, **data):
     model_dir, fmt = ev.model_path(path)
     run_dir = model_dir.parent if runs.is_run_dir(model_dir.parent) else None
     given = schema.python_values({**data, "tta": tta}, "evaluate")
-    if run_dir is not None:  # the run's own data settings; the given ones override them
-        cfg = schema.from_dict({**runs.read_json(run_dir / "config.json"), **given}, f"{run_dir}/config.json")
-    else:
-        cfg = schema.build("cifar", given)
+    cfg = _data_settings(run_dir, given)
     with preserved():
         from tf_assign2 import data as datasets
         from tf_assign2 import figures
@@ -331,7 +349,19 @@ def evaluate(path, tta=None, out=None, **data):
         runs.write_json(out / "eval.json", result)
         figures.plot_confusion_matrix(result["confusion_matrix"], info.class_names, out / "confusion_matrix.png",
                                       title=f"{model_dir} on {info.dataset} test ({result['accuracy']:.4f})")
-    return {**result, "tta": cfg.tta, "out": str(out)}
+    return Evaluation({**result, "tta": cfg.tta, "out": str(out)})
+
+
+def _data_settings(run_dir, given):
+    """The settings evaluate and visualize read - which data, and test-time augmentation: the run's
+    recorded ones (none for a bare export) with ``given`` over them. Only these are read from the
+    record, so a run of a model registered in another process is evaluated all the same."""
+    keep = {name for name, s in schema.SETTINGS.items() if s.group == "data"} | {"tta"}
+    recorded = runs.read_json(Path(run_dir) / "config.json") if run_dir is not None else {"task": "cifar"}
+    where = f"{run_dir}/config.json" if run_dir is not None else "evaluate"
+    values = schema.file_values({k: v for k, v in recorded.items() if k in keep and k != "task" and v is not None},
+                                where)
+    return schema.build(recorded.get("task", "cifar"), values, given)
 
 
 def visualize(run_dir, methods="none", out=None, layer=None, maps=16, images=None, occluder=7, stride=1,
@@ -339,14 +369,15 @@ def visualize(run_dir, methods="none", out=None, layer=None, maps=16, images=Non
     """``python -m tf_assign2.visualize RUN``: the Zeiler & Fergus figures of a finished run (top-9 patches,
     deconvnet, occlusion, activation statistics, filters) and, with ``methods`` ("all", or a comma list of
     saliency, smoothgrad, ig, gradcam, occlusion), attribution maps and their deletion/insertion scores.
-    Returns {file name: what it is} with ``out``, the folder (default: a new visualize-<timestamp>/)."""
+    Returns ``Figures``: {file name: what it is}, with ``out``, the folder (default: a new
+    visualize-<timestamp>/ in the run); in Jupyter the figures show inline."""
     from tf_assign2.analysis import attribution
 
     run = open_run(run_dir)
     if not (run.path / "model.keras").is_file():
         raise UsageError(f"{run.path}: no model.keras (did the run diverge or get interrupted?)")
     attribution.resolve_methods(methods, None)  # unknown names: before TensorFlow starts
-    cfg = schema.from_dict({**run.recorded, **schema.python_values(data, "visualize")}, f"{run.path}/config.json")
+    cfg = _data_settings(run.path, schema.python_values(data, "visualize"))
     with preserved():
         from tf_assign2 import data as datasets
         from tf_assign2.analysis.zeiler_fergus import visualize as zeiler_fergus
@@ -373,7 +404,7 @@ def visualize(run_dir, methods="none", out=None, layer=None, maps=16, images=Non
             listing = runs.read_json(out / "visualize.json")
             listing["files"].update(more)
             runs.write_json(out / "visualize.json", {**listing, **record})
-    return {**written, "out": str(out)}
+    return Figures(written, out)
 
 
 def export(run_dir, formats="onnx,litert"):
@@ -439,6 +470,9 @@ class SweepResults:
     interrupted: bool = False
     entries: list = ()  # (name, the entry's own settings) in the sweep's order
 
+    def __repr__(self):
+        return f"SweepResults({str(self.path)!r}, {_counts(self.rows)}{', interrupted' if self.interrupted else ''})"
+
     @property
     def runs(self):
         """The Run of each entry that has one, in the sweep's order."""
@@ -448,12 +482,11 @@ class SweepResults:
         """results.md's table: the settings that vary and each entry's outcome."""
         from tf_assign2.experiments.sweep import results_table
 
-        return results_table(self.rows)
+        return Table(*results_table(self.rows))
 
     def _repr_html_(self):
-        header, cells = self.table()
         title = f"<b>sweep {html.escape(self.name)}</b> ({self.task}) <code>{html.escape(str(self.path))}</code>"
-        return f"<div>{title}{html_table(header, cells)}{png_html(self.path / 'overlay.png')}</div>"
+        return f"<div>{title}{self.table()._repr_html_()}{png_html(self.path / 'overlay.png')}</div>"
 
 
 def sweep(spec, out=None, dry_run=False, max_entries=None, chief=None, worker=None, **overrides):
@@ -509,6 +542,10 @@ class SearchResults:
     best: dict = None
     run: Run = None
     outcome: str = "completed"
+
+    def __repr__(self):
+        best = f", best trial {self.best['trial_id']}" if self.best else ""
+        return f"SearchResults({str(self.path)!r}, {self.outcome}, {_counts(self.rows)}{best})"
 
     def _repr_html_(self):
         columns = [c for c in (self.rows[0] if self.rows else {}) if c != "note"]
@@ -571,7 +608,59 @@ def report(paths, out=None, command=None):
         return Path(build_report([str(p) for p in paths], out, command))
 
 
-# --------------------------------------------------------------------------- display helpers
+# --------------------------------------------------------------------------- display
+
+
+@dataclasses.dataclass
+class Table:
+    """Rows of formatted cells under column names: an HTML table in Jupyter, Markdown as text."""
+
+    columns: list
+    rows: list
+
+    def _repr_html_(self):
+        return html_table(self.columns, self.rows)
+
+    def __str__(self):
+        lines = ["| " + " | ".join(map(str, self.columns)) + " |", "|" + "---|" * len(self.columns)]
+        return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in self.rows])
+
+
+class Figures(dict):
+    """What ``visualize`` wrote: {file name: what it is}, in the folder ``out``; in Jupyter every
+    figure shows inline under its description."""
+
+    def __init__(self, written, out):
+        super().__init__(written)
+        self.out = Path(out)
+
+    def _repr_html_(self):
+        parts = [f"<p><code>{html.escape(str(self.out))}</code>: {len(self)} files</p>"]
+        for name, what in self.items():
+            if name.endswith(".png"):
+                parts.append(f"<p><b>{html.escape(name)}</b>: {html.escape(str(what))}</p>{png_html(self.out / name)}")
+        return "<div>" + "".join(parts) + "</div>"
+
+
+class Evaluation(dict):
+    """eval.json's record (accuracy, loss, confusion matrix ...) with ``out``; in Jupyter the score and
+    the confusion matrix."""
+
+    def _repr_html_(self):
+        line = f"test accuracy {self['accuracy']:.4f} on {self['n_test']} images ({html.escape(self['format'])})"
+        if self.get("tta", "none") != "none":
+            line += f", test-time augmentation {html.escape(self['tta'])} (without: {self['accuracy_no_tta']:.4f})"
+        return f"<div><p>{line}</p>{png_html(Path(self['out']) / 'confusion_matrix.png', 480)}</div>"
+
+
+
+
+def _counts(rows):
+    """'3 entries: 2 completed, 1 diverged'."""
+    counts = {}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    return f"{len(rows)} rows: " + ", ".join(f"{n} {status}" for status, n in counts.items())
 
 
 def _number(value, digits=4):

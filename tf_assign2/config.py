@@ -29,7 +29,7 @@ import math
 
 from tf_assign2.analysis.evaluation import TTA
 from tf_assign2.data.pipeline import FLIPS
-from tf_assign2.data.sources import DATASETS, SOURCES
+from tf_assign2.data.sources import DATASETS, SOURCES, SUBSETS
 from tf_assign2.errors import UsageError
 from tf_assign2.models import CELLS, INITS, MODELS
 from tf_assign2.training.optimizers import OPTIMIZERS
@@ -128,6 +128,10 @@ class Config:
                          group="data")
     val_split: float = setting(0.1, "validation fraction carved from train", low=0, high=1, high_open=True,
                                expected="a fraction in [0, 1)", group="data", column=True)
+    subset: str = setting("all", "all: every image of the source (tensorflow-datasets: the whole dataset, e.g. "
+                          "CIFAR-10's 50,000/10,000); assignment: at most 1000 train / 100 test per class at 28x28 "
+                          "gray, as the course's folders (from tensorflow-datasets, written once in their PNG layout "
+                          "under $TF_ASSIGN2_DATA or ./data)", choices=SUBSETS, group="data")
     native: bool = setting(False, "tfds CIFAR-10 as 32x32x3 RGB instead of the assignment's 28x28 grayscale",
                            group="data")
     # model
@@ -207,6 +211,12 @@ class Config:
     verbose: bool = setting(False, "Keras' full per-epoch line with every metric (bookkeeping ones too)",
                             group="outputs")
 
+    def __repr__(self):
+        """The task and the settings that differ from its defaults: what makes this run this run."""
+        changed = [f"{name}={value!r}" for name, value in dataclasses.asdict(self).items()
+                   if name != "task" and value != _default_of(self, name)]
+        return f"Config(task={self.task!r}{''.join(', ' + c for c in changed)})"
+
     def total_steps(self):
         """Training steps when the starter's counting is asked for, else None (use epochs).
 
@@ -248,6 +258,13 @@ TASK_DEFAULTS = {
 def task_defaults(task):
     """Defaults that differ between the two starters, with the task itself."""
     return {"task": task, **TASK_DEFAULTS[task]}
+
+
+def _default_of(config, name):
+    """What ``name`` would be in a run of ``config``'s task and model had it not been given."""
+    if name == "lr" and config.model in MODELS:
+        return default_lr(config.model, config.optimizer)
+    return default_for(config.task, name) if config.task in TASK_DEFAULTS else DEFAULTS[name]
 
 
 def default_for(task, name):

@@ -48,8 +48,7 @@ def visualize_run(argv=None):
                             shared_scale=args.shared_scale, gradcam_layers=args.gradcam_layers,
                             score_images=args.score_images, figure_images=args.figure_images,
                             baseline=args.baseline, **flag_values(args))
-    out = written.pop("out")
-    print(f"wrote {len(written)} files to {out}: {', '.join(written)}")
+    print(f"wrote {len(written)} files to {written.out}: {', '.join(written)}")
     return 0
 
 

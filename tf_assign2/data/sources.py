@@ -12,7 +12,10 @@ Sources, all giving uint8 images (N, H, W, C) and int32 labels 0..K-1:
 
 Where the data comes from (first match wins; ``source_help()`` says the same to users):
 ``--data-dir``, then ``$TF_ASSIGN2_DATA/<FOLDER>``, then ``./data/<FOLDER>``, then a
-system location (Fashion-MNIST from Debian), then tfds.
+system location (Fashion-MNIST from Debian), then tfds. tfds gives the whole dataset (CIFAR-10:
+50,000/10,000); ``--subset assignment`` gives what the assignment's folders hold instead - at most
+1000 training and 100 test images per class, 28x28 gray - and, from tfds, writes them once in the
+PNG layout under the first local folder above, where every later run finds them.
 
 PNGs are decoded in one pass over the files: plain 8-bit ones by ``png``'s batched numpy
 path, anything else by Pillow, so a bad file is named in the error (Pillow alone takes
@@ -25,6 +28,7 @@ import dataclasses
 import gzip
 import io
 import os
+import shutil
 import struct
 import warnings
 import zlib
@@ -36,6 +40,8 @@ from tf_assign2.data import png
 from tf_assign2.errors import UsageError
 
 DATASETS = ("cifar10", "mnist", "fashion_mnist")
+SUBSETS = ("all", "assignment")
+ASSIGNMENT = {"train": 1000, "test": 100, "shape": (28, 28, 1)}  # per class, as the course's folders
 ENV_VAR = "TF_ASSIGN2_DATA"
 FOLDERS = {"cifar10": "CIFAR10", "mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
 SYSTEM_LOCATIONS = {"fashion_mnist": "/usr/share/datasets/fashion-mnist"}
@@ -302,13 +308,15 @@ def read_tfds(dataset, data_dir=None, native=False, download=True):
             f"set --data-dir or ${ENV_VAR}"
         )
     try:
-        splits = tfds.load(
-            dataset, split=["train", "test"], as_supervised=True, batch_size=-1, data_dir=data_dir, download=download
-        )
+        splits = tfds.load(dataset, split=["train", "test"], as_supervised=True, data_dir=data_dir, download=download)
+        # In batches rather than batch_size=-1: the same arrays, without needing the split's size up front.
+        batches = [list(tfds.as_numpy(split.batch(4096))) for split in splits]
     except Exception as e:  # tfds raises many types (network, checksum, ...): one message for the user
         raise UsageError(f"tensorflow-datasets could not load {dataset!r}: {str(e).splitlines()[0][:200]}") from None
     out = []
-    for images, labels in (tfds.as_numpy(s) for s in splits):
+    for parts in batches:
+        images = np.concatenate([images for images, _ in parts])
+        labels = np.concatenate([labels for _, labels in parts])
         if images.shape[-1] == 3 and not native:
             gray = tf.image.rgb_to_grayscale(tf.cast(images, tf.float32))
             images = tf.image.resize(gray, (28, 28), antialias=True)
@@ -379,6 +387,81 @@ def resolve_location(dataset, data_dir=None, source="auto"):
     raise UsageError(f"no {source} data for {dataset}: tried {', '.join(tried)}; set --data-dir or ${ENV_VAR}")
 
 
+def assignment_folder(dataset):
+    """Where ``--subset assignment`` writes a dataset fetched from tensorflow-datasets: the first local
+    folder of the resolution order ($TF_ASSIGN2_DATA/<FOLDER>, else ./data/<FOLDER>)."""
+    return local_candidates(dataset)[0]
+
+
+def per_class(x, y, limit):
+    """The first ``limit`` images of each class, in the source's order (all of a class that has fewer)."""
+    keep = np.sort(np.concatenate([np.flatnonzero(y == c)[:limit] for c in np.unique(y)]))
+    return x[keep], y[keep]
+
+
+def write_png_layout(root, train_x, train_y, test_x, test_y):
+    """The assignment's layout, ROOT/{Train,Test}/<class>/ImageNNNNN.png (8-bit gray, numbered from 0
+    per class), written into a temporary folder renamed into place: a kill leaves no half data set."""
+    from PIL import Image
+
+    root = Path(root)
+    tmp = root.with_name(f".{root.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        for split, x, y in (("Train", train_x, train_y), ("Test", test_x, test_y)):
+            for label in np.unique(y):
+                folder = tmp / split / str(int(label))
+                folder.mkdir(parents=True)
+                for i, image in enumerate(x[y == label]):
+                    Image.fromarray(image[..., 0], "L").save(folder / f"Image{i:05d}.png")
+        os.replace(tmp, root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return root
+
+
+def fetch_assignment_subset(config):
+    """``--subset assignment`` from tensorflow-datasets: the first 1000 training and 100 test images of
+    each class, converted to 28x28 gray, written once in the PNG layout (``assignment_folder``);
+    returns that folder. Offline, tfds' reader says so in one line."""
+    target = assignment_folder(config.dataset)
+    if target.is_dir() and _folder_format(target) == "png":  # written by an earlier run
+        return target
+    if target.exists():
+        raise UsageError(f"--subset assignment: {target} exists and is not the PNG layout; move it away or set "
+                         f"${ENV_VAR} to another folder")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    train_x, train_y, test_x, test_y = read_tfds(config.dataset, config.tfds_data_dir)
+    write_png_layout(target, *per_class(train_x, train_y, ASSIGNMENT["train"]),
+                     *per_class(test_x, test_y, ASSIGNMENT["test"]))
+    print(f"wrote the assignment's subset of tensorflow-datasets {config.dataset} (at most {ASSIGNMENT['train']} "
+          f"train / {ASSIGNMENT['test']} test images per class, 28x28 gray) to {target}; later runs read it there",
+          flush=True)
+    return target
+
+
+def _located(config):
+    """(source, location) of the run's data, fetching the assignment's subset from tfds when asked."""
+    source, location = resolve_location(config.dataset, config.data_dir, config.source)
+    if config.subset == "assignment":
+        if config.native:
+            raise UsageError("--subset assignment is the assignment's 28x28 gray images; drop --native")
+        if source == "tfds":
+            return "png", str(fetch_assignment_subset(config))
+    return source, location
+
+
+def _as_assignment(config, location, x, y, split):
+    """``--subset assignment`` on local data: at most the assignment's images per class, of its shape."""
+    if config.subset != "assignment":
+        return x, y
+    if x.shape[1:] != ASSIGNMENT["shape"]:
+        raise UsageError(f"--subset assignment: {location} holds images of {'x'.join(map(str, x.shape[1:]))}; "
+                         "the assignment's are 28x28x1 (gray)")
+    return per_class(x, y, ASSIGNMENT[split])
+
+
 def split_validation(x, y, fraction, seed):
     """Stratified, seeded validation split carved from train: (train_x, train_y, val_x, val_y)."""
     if fraction <= 0:
@@ -425,8 +508,10 @@ SOURCES = ("auto", *READERS)
 
 def load_arrays(config):
     """Read the configured dataset into memory -> (Arrays, DataInfo)."""
-    source, location = resolve_location(config.dataset, config.data_dir, config.source)
+    source, location = _located(config)
     train_x, train_y, test_x, test_y = READERS[source](location, config, ("train", "test"))
+    train_x, train_y = _as_assignment(config, location, train_x, train_y, "train")
+    test_x, test_y = _as_assignment(config, location, test_x, test_y, "test")
     num_classes = check_labels(train_y, test_y, location)
     train_x, train_y, val_x, val_y = split_validation(train_x, train_y, config.val_split, config.seed)
     info = _info(config.dataset, source, location, num_classes, train_x.shape, len(train_y), len(val_y), len(test_y))
@@ -470,14 +555,11 @@ def _info(dataset, source, location, num_classes, shape, n_train, n_val, n_test)
 
 def load_test_split(config):
     """Only the test split (for evaluation) -> (test_x, test_y, DataInfo)."""
-    source, location = resolve_location(config.dataset, config.data_dir, config.source)
-    test_x, test_y = READERS[source](location, config, ("test",))
+    source, location = _located(config)
+    test_x, test_y = _as_assignment(config, location, *READERS[source](location, config, ("test",)), "test")
     info = _info(config.dataset, source, location, int(test_y.max()) + 1, test_x.shape, 0, 0, len(test_y))
     return test_x, test_y, info
 
 
 def _per_class(x, y, limit):
-    if not limit:
-        return x, y
-    keep = np.sort(np.concatenate([np.flatnonzero(y == c)[:limit] for c in np.unique(y)]))
-    return x[keep], y[keep]
+    return per_class(x, y, limit) if limit else (x, y)

@@ -89,6 +89,7 @@ def _rule(name, setting=None, search_max=None):
 # The hyperparameters a search may vary, each checked by its setting's schema. conv1/conv2_filters
 # are the two entries of the conv_filters setting.
 HYPERPARAMETERS = {
+    "model": _rule("model"),
     "lr": _rule("lr", search_max=10),
     "optimizer": _rule("optimizer"),
     "momentum": _rule("momentum"),

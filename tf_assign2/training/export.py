@@ -1,5 +1,7 @@
 """SavedModel and .keras export of a trained model; ONNX and LiteRT files beside them.
 
+Keras is imported where a model is handled, so checking ``--formats`` needs no TensorFlow.
+
 The SavedModel serves class **probabilities**: float32 images [None, H, W, C] in [0, 1]
 -> float32 [None, classes], under the endpoints ``serve`` and ``serving_default``.
 It is exported from a portable twin of the model: layers with cuDNN kernels rebuilt with
@@ -19,7 +21,6 @@ import sys
 import warnings
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from tf_assign2 import models, runs
@@ -28,6 +29,8 @@ from tf_assign2.errors import UsageError
 
 def probability_model(model):
     """``model`` (logits) with a named softmax on top: what users and evaluate consume."""
+    import keras
+
     probs = keras.layers.Softmax(name="probabilities", dtype="float32")(model.output)
     return keras.Model(model.input, probs, name=f"{model.name}_probabilities")
 
@@ -109,6 +112,8 @@ def float32_model(model):
 
     if all(plain(layer) for layer in model.layers):
         return model
+    import keras
+
     config = model.get_config()
     for layer in config["layers"]:
         layer["config"]["dtype"] = "float32"
@@ -129,6 +134,8 @@ def deployable_model(model):
 
 
 def _recurrent(model):
+    import keras
+
     return any(isinstance(layer, keras.layers.RNN) for layer in model.layers)
 
 
