@@ -4,7 +4,9 @@ Run it from the repository root on a machine with a GPU, ``$TF_ASSIGN2_DATA`` po
 In at most about 5 minutes (``--budget``, 285 s) it writes ``OUT_DIR/gpu_check.md`` and the same
 figures as ``OUT_DIR/gpu_check.json``, beside the logs of its child processes:
 
-* environment: each GPU and its details as TensorFlow sees them, the driver (``nvidia-smi``), the
+* environment: each GPU and its details as TensorFlow sees them (with memory growth, on for every
+  process of this package, and whether ``--precision bfloat16`` runs on it or is refused in one
+  line below compute capability 8.0), the driver (``nvidia-smi``), the
   CUDA and cuDNN TensorFlow was built for and the CUDA libraries it loaded (with their versions),
   TensorFlow, Keras, Python;
 * the tests marked ``gpu`` (``tests/test_gpu.py``: XLA for every model through the Trainer, mixed
@@ -12,8 +14,9 @@ figures as ``OUT_DIR/gpu_check.json``, beside the logs of its child processes:
   evaluated with the GPU hidden), run by ``pytest -m gpu`` in a child process: counts and every
   test's outcome;
 * a default 10-epoch ``python -m tf_assign2.cifar`` run in a child process: wall seconds, training
-  seconds (fit with its callbacks; the epochs alone, from history.csv), images/s, test accuracy and
-  peak RSS (goal: under 5 s of training on a modern data-centre GPU);
+  seconds (fit with its callbacks; the epochs alone, from history.csv), images/s, test accuracy,
+  peak RSS and its first lines (the data it read; the device, precision and XLA choice) (goal:
+  under 5 s of training on a modern data-centre GPU);
 * training images/s through the shared Trainer (``benchmarks.bench.ours``: ``build_model``,
   ``compile``, ``fit``) for LeNet5 at batch 50 and 512 (CIFAR subset) and the BasicRNN/LSTM/GRU-128
   at batch 128 and 1024 (MNIST rows), each with XLA off and on, float32 and mixed precision: the
@@ -226,6 +229,8 @@ def cifar_run_result(child, runs_dir, before):
                 "steps_per_execution", "jit_compile"):
         result[key] = summary.get(key)
     result["plan"] = _read_json(run_dir / "config.json").get("plan")
+    output = Path(result["log"]).read_text(errors="replace").splitlines() if Path(result["log"]).is_file() else []
+    result["first_lines"] = [line for line in output if line.startswith(("data:", "plan:"))][:2]
     history = run_dir / "history.csv"
     if history.is_file():
         with open(history, newline="") as f:
@@ -275,12 +280,33 @@ def environment(gpus):
         except (RuntimeError, ValueError) as e:
             details = {"error": _first_line(e)}
         env["gpu_details"].append({"device": gpu.name, **{k: list(v) if isinstance(v, tuple) else v
-                                                          for k, v in details.items()}})
+                                                          for k, v in details.items()},
+                                   "memory_growth": _memory_growth(tf, gpu),
+                                   "bfloat16": _bfloat16_verdict(details)})
     env["build_info"] = {k: list(v) if isinstance(v, tuple) else v for k, v in tf.sysconfig.get_build_info().items()}
     env["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
     env["nvidia_smi"] = nvidia_smi()
     env["nvidia_packages"] = nvidia_packages()
     return env
+
+
+def _memory_growth(tf, gpu):
+    try:
+        return tf.config.experimental.get_memory_growth(gpu)
+    except (RuntimeError, ValueError) as e:
+        return _first_line(e)
+
+
+def _bfloat16_verdict(details):
+    """What ``--precision bfloat16`` does on this GPU: runs, or is refused in one line (compute capability < 8.0)."""
+    from tf_assign2.training.plan import check_gpu_precision
+
+    capability = tuple(details.get("compute_capability") or ())
+    try:
+        check_gpu_precision("bfloat16", (details.get("device_name", "GPU"), capability or None))
+    except UsageError as e:
+        return f"refused: {e}"
+    return "runs" if capability else "unknown compute capability"
 
 
 def nvidia_smi():
@@ -745,6 +771,7 @@ def _cifar_section(results, where):
                   f"| peak RSS | {_num(run.get('peak_rss_mb'))} MB |",
                   f"| plan | {plan.get('device', '-')}, XLA {'on' if plan.get('jit') else 'off'}, "
                   f"{plan.get('precision', '-')}, {plan.get('steps_per_execution', '-')} steps per call |",
+                  f"| the run's first lines | {'<br>'.join(f'`{line}`' for line in run.get('first_lines') or []) or '-'} |",
                   f"| run folder | `{run.get('run_dir', '-')}` |"]
     if run.get("output_tail"):
         lines += ["", "Output (tail):", "", "```", run["output_tail"].rstrip(), "```"]

@@ -235,3 +235,69 @@ def test_offline_with_nothing_found_fails_fast(tmp_path, monkeypatch):
     monkeypatch.setattr(sources, "_online", lambda: False)  # read_tfds looks it up in data.sources
     with pytest.raises(UsageError, match="no mnist data in .*data/MNIST, and no network"):
         data.read_tfds("mnist", data_dir=str(tmp_path / "tfds"))
+
+
+# --------------------------------------------------------------------------- the assignment's subset
+
+
+def test_the_assignment_subset_of_local_data_keeps_1000_and_100_per_class_in_order(data_root, tmp_path, cli):
+    """A folder with more than the assignment's images (MNIST's 1000 train + 100 test per class as 1100
+    training images, written by ``write_png_layout``): ``subset="assignment"`` keeps the first 1000 / 100
+    of each class, in the folder's order, as written and read back."""
+    from tf_assign2 import api
+
+    train_x, train_y, test_x, test_y = data.read_png_layout(data_root / "MNIST")
+    more_x, more_y = np.concatenate([train_x, test_x]), np.concatenate([train_y, test_y])
+    order = np.argsort(more_y, kind="stable")  # per class: the 1000 training images, then the 100 test ones
+    root = data.write_png_layout(tmp_path / "MNIST", more_x[order], more_y[order], *data.per_class(more_x, more_y, 150))
+    assert not list(tmp_path.glob(".MNIST.tmp-*"))  # written through a temporary folder, renamed into place
+    assert len(list((root / "Train" / "7").iterdir())) == 1100 and (root / "Test/7/Image00149.png").is_file()
+
+    arrays, info = data.load_arrays(api.settings("mnist", data_dir=str(root), subset="assignment", val_split=0))
+    assert (info.n_train, info.n_test) == (10000, 1000)  # of 11,000 and 1,500
+    np.testing.assert_array_equal(arrays.train_x, train_x)  # the first 1000 per class: MNIST's training images
+    np.testing.assert_array_equal(arrays.test_x, data.per_class(more_x, more_y, 100)[0])
+    everything, _ = data.load_arrays(api.settings("mnist", data_dir=str(root), val_split=0))
+    assert len(everything.train_y) == 11000  # "all", the default, is every image of the folder
+    with pytest.raises(UsageError, match="--subset assignment is the assignment's 28x28 gray images; drop --native"):
+        data.load_arrays(api.settings("cifar", data_dir=str(data_root), subset="assignment", native=True))
+
+
+@pytest.mark.slow
+def test_the_assignment_subset_from_tensorflow_datasets_is_written_once_then_read_from_disk(tmp_path, monkeypatch):
+    """tfds' own code path on generated data (``tfds.testing.mock_data``: no download): 28x28 gray, at most
+    1000 / 100 per class, in the PNG layout under $TF_ASSIGN2_DATA; the next run reads that folder."""
+    import tensorflow_datasets as tfds
+
+    from tf_assign2 import api
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(data.ENV_VAR, str(tmp_path / "data"))
+    monkeypatch.setattr(sources, "_online", lambda: True)  # tfds' download path, served by mock_data
+    config = api.settings("cifar", subset="assignment", tfds_data_dir=str(tmp_path / "tfds"), val_split=0)
+    assert data.resolve_location("cifar10") == ("tfds", "cifar10")
+    with tfds.testing.mock_data(num_examples=3000):  # random labels: about 300 images per class and split
+        arrays, info = data.load_arrays(config)
+    assert (info.source, info.location) == ("png", str(tmp_path / "data" / "CIFAR10"))
+    assert arrays.train_x.shape[1:] == (28, 28, 1) and arrays.train_x.dtype == np.uint8
+    assert np.bincount(arrays.test_y).tolist() == [100] * 10 and np.bincount(arrays.train_y).max() <= 1000
+    assert data.resolve_location("cifar10") == ("png", str(tmp_path / "data" / "CIFAR10"))  # found from now on
+
+    def no_tfds(*args, **kwargs):
+        raise AssertionError("tensorflow-datasets read again")
+
+    monkeypatch.setattr(tfds, "load", no_tfds)
+    again, _ = data.load_arrays(config)
+    np.testing.assert_array_equal(again.train_x, arrays.train_x)
+    np.testing.assert_array_equal(again.test_y, arrays.test_y)
+
+
+def test_offline_the_assignment_subset_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, cli):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sources, "_online", lambda: False)
+    monkeypatch.setenv(data.ENV_VAR, str(tmp_path / "nothing"))  # no local data anywhere
+    done = cli("tf_assign2.cifar", "--subset", "assignment", "--tfds-data-dir", tmp_path / "tfds",
+               "--runs-dir", tmp_path / "runs")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "no cifar10 data in" in done.stderr and "and no network for tensorflow-datasets" in done.stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "nothing").exists()

@@ -196,3 +196,32 @@ def test_a_gpu_trained_run_evaluates_the_same_with_the_gpu_hidden(task, flags, k
     # near-tie; one image of the 100 is allowed for that, a wrong twin or export would miss by far more.
     assert abs(result["accuracy"] - summary["test_accuracy"]) <= 1 / result["n_test"] + 1e-9, (
         result["accuracy"], summary["test_accuracy"])
+
+
+def test_memory_grows_so_a_notebook_and_a_command_share_the_gpu(gpus, data_root, tmp_path):
+    """This process (the notebook) has started TensorFlow on the GPU; a command started beside it still
+    gets the GPU and trains there, since neither took all of the GPU's memory at its first op."""
+    import tensorflow as tf
+
+    assert all(tf.config.experimental.get_memory_growth(gpu) for gpu in gpus)
+    tf.constant(1.0) + 1.0  # this process now holds a GPU context
+    done = run_cli("tf_assign2.cifar", "--data-dir", data_root / "CIFAR10", "--ntrain", "20", "--ntest", "5",
+                   "--epochs", "1", "--no-visualize", "--runs-dir", tmp_path / "runs")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[1].startswith("plan: GPU (")  # the run's first lines say the device
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert json.loads((run_dir / "config.json").read_text())["plan"]["device"] == "GPU"
+
+
+def test_bfloat16_runs_where_the_gpu_has_it_and_is_refused_in_one_line_where_not(gpus, data_root, tmp_path, cli):
+    from tf_assign2.training.plan import gpu_details
+
+    name, capability = gpu_details()
+    done = cli("tf_assign2.cifar", "--precision", "bfloat16", "--ntrain", "20", "--ntest", "5", "--epochs", "1",
+               "--no-visualize", "--runs-dir", tmp_path / "runs")
+    if capability >= (8, 0):
+        assert done.returncode == 0, done.stderr
+        assert "bfloat16 compute" in done.stdout
+    else:
+        assert done.returncode == 2 and done.stderr.count("\n") == 1
+        assert f"compute capability {capability[0]}.{capability[1]}" in done.stderr and "--precision mixed" in done.stderr

@@ -101,4 +101,9 @@ def test_the_dry_run_writes_every_section_and_figure(data_root, tmp_path):
     for key in ("seconds", "train_seconds", "epochs_seconds_sum", "images_per_sec", "peak_rss_mb"):
         assert run[key] > 0, key
     assert 0 <= run["test_accuracy"] <= 1 and run["plan"]["device"] == "CPU"
+    assert [line.split(":")[0] for line in run["first_lines"]] == ["data", "plan"]  # the run says what it read and chose
+    assert run["first_lines"][1].startswith("plan: CPU, ") and run["first_lines"][1] in text
+    assert gpu_check._bfloat16_verdict({"device_name": "Tesla T4", "compute_capability": (7, 5)}).startswith(
+        "refused: --precision bfloat16: this GPU (Tesla T4, compute capability 7.5)")
+    assert gpu_check._bfloat16_verdict({"device_name": "NVIDIA H100", "compute_capability": (9, 0)}) == "runs"
     assert all(goal["value"] > 0 and goal["met"] is None for goal in results["goals"])

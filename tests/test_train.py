@@ -12,6 +12,7 @@ from conftest import keep_trained_models
 
 from tf_assign2 import data
 from tf_assign2.analysis import evaluation
+from tf_assign2.errors import UsageError
 from tf_assign2.training import plan as plans
 from tf_assign2.training.callbacks import latest_intact, read_history
 from tf_assign2.training.fused_adam import FusedAdam
@@ -239,3 +240,20 @@ def test_precision_auto_is_bfloat16_only_on_cpus_with_native_bfloat16(small_conf
     with plans.precision_policy(plans.make_plan(small_config(precision="bfloat16"), 10, gpu=False)):
         assert keras.mixed_precision.global_policy().compute_dtype == "bfloat16"
     assert keras.mixed_precision.global_policy().compute_dtype == "float32"  # the caller's policy again
+
+
+def test_bfloat16_is_refused_on_gpus_without_it_and_the_plan_says_its_device(small_config, monkeypatch):
+    """A T4 (compute capability 7.5) has no bfloat16 arithmetic: refused in one sentence naming the GPU and
+    what to use instead; an A100 (8.0) takes it. The plan's line names the device, precision and XLA."""
+    config = small_config(precision="bfloat16")
+    monkeypatch.setattr(plans, "gpu_details", lambda: ("Tesla T4", (7, 5)))
+    with pytest.raises(UsageError, match=r"--precision bfloat16: this GPU \(Tesla T4, compute capability 7\.5\) "
+                                         r"has no bfloat16 arithmetic .* use --precision mixed \(float16\) or float32"):
+        plans.make_plan(config, 10, gpu=True)
+    assert plans.make_plan(small_config(precision="mixed"), 10, gpu=True).precision == "mixed"
+    monkeypatch.setattr(plans, "gpu_details", lambda: ("NVIDIA A100-SXM4-40GB", (8, 0)))
+    plan = plans.make_plan(config, 10, gpu=True)
+    assert plan.describe() == ("GPU (NVIDIA A100-SXM4-40GB, compute capability 8.0), bfloat16 compute, XLA on, "
+                               "10 steps per call")
+    monkeypatch.setattr(plans, "native_bfloat16_cpu", lambda: False)
+    assert plans.make_plan(small_config(), 10, gpu=False).describe() == "CPU, float32, XLA off, 10 steps per call"

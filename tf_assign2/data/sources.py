@@ -431,8 +431,8 @@ def fetch_assignment_subset(config):
     if target.exists():
         raise UsageError(f"--subset assignment: {target} exists and is not the PNG layout; move it away or set "
                          f"${ENV_VAR} to another folder")
-    target.parent.mkdir(parents=True, exist_ok=True)
     train_x, train_y, test_x, test_y = read_tfds(config.dataset, config.tfds_data_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)  # only once there is something to write
     write_png_layout(target, *per_class(train_x, train_y, ASSIGNMENT["train"]),
                      *per_class(test_x, test_y, ASSIGNMENT["test"]))
     print(f"wrote the assignment's subset of tensorflow-datasets {config.dataset} (at most {ASSIGNMENT['train']} "
