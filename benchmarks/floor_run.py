@@ -14,7 +14,6 @@ the machine: TensorFlow's import and the per-epoch evaluations are part of every
 """
 
 import json
-import sys
 import time
 
 
@@ -40,12 +39,14 @@ def floor_run(task, argv):
 
 
 def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("cifar", "mnist"):
-        print("usage: python -m benchmarks.floor_run {cifar,mnist} [training flags ...]", file=sys.stderr)
-        return 2
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.floor_run", description=__doc__.splitlines()[0])
+    parser.add_argument("task", choices=("cifar", "mnist"), help="the training command whose floor to measure")
+    parser.add_argument("flags", nargs=argparse.REMAINDER, help="its training flags (python -m tf_assign2.TASK --help)")
+    args = parser.parse_args(argv)
     started = time.perf_counter()
-    result = floor_run(argv[0], argv[1:])
+    result = floor_run(args.task, args.flags)
     print(json.dumps({**result, "seconds_in_process": round(time.perf_counter() - started, 2)}))
     return 0
 

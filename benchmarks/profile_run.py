@@ -105,11 +105,13 @@ def table(totals):
 
 
 def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("cifar", "mnist"):
-        print("usage: python -m benchmarks.profile_run {cifar,mnist} [training flags ...]", file=sys.stderr)
-        return 2
-    print(table(profile(argv[0], argv[1:])))
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.profile_run", description=__doc__.splitlines()[0])
+    parser.add_argument("task", choices=("cifar", "mnist"), help="the training command to profile")
+    parser.add_argument("flags", nargs=argparse.REMAINDER, help="its training flags (python -m tf_assign2.TASK --help)")
+    args = parser.parse_args(argv)
+    print(table(profile(args.task, args.flags)))
     return 0
 
 

@@ -180,3 +180,65 @@ def test_a_run_reads_its_folder_and_shows_itself(cifar_run):
     assert "| conv1 |" in str(stats)
     with pytest.raises(UsageError, match="not a run directory"):
         ta.open_run(cifar_run.runs_dir)
+
+
+# --------------------------------------------------------------------------- the table in docs/python-api.md
+
+
+def _table_rows():
+    from conftest import ROOT
+
+    text = (ROOT / "docs" / "python-api.md").read_text()
+    table = text[text.index("| command | Python |"):].split("\n\n")[0].splitlines()[2:]
+    rows = []
+    for line in table:
+        command, python = (cell.strip() for cell in line.strip("|").split("|")[:2])
+        rows.append((command.strip("`"), python.split("`")[1]))
+    return rows
+
+
+def _callee(node):
+    """The function or Run method an ``ast.Call`` of the table's Python names."""
+    import ast
+
+    func = node.func
+    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "ta":
+        return getattr(ta.api, func.attr)
+    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Call):
+        return getattr(ta.Run, func.attr)
+    raise AssertionError(f"unexpected call {ast.dump(func)}")
+
+
+def test_each_command_of_the_docs_table_parses_and_its_python_call_takes_those_names():
+    """docs/python-api.md pairs each command with its Python call: the command's flags parse with its own
+    parser, and every function, method and keyword the Python side names exists, a keyword being one
+    of the function's parameters or, where it takes settings, a setting."""
+    import ast
+    import inspect
+    import shlex
+
+    from tf_assign2.cli import evaluate, export, report, sweep, tune, visualize
+
+    parsers = {"tf_assign2.cifar": lambda: training_parser("cifar"), "tf_assign2.mnist": lambda: training_parser("mnist"),
+               "tf_assign2.evaluate": evaluate.parser, "tf_assign2.visualize": visualize.parser,
+               "tf_assign2.export": export.parser, "tf_assign2.tune": tune.build_parser, "tf_assign2.report": report.parser}
+    rows = _table_rows()
+    assert len(rows) >= 11
+    for command, python in rows:
+        words = shlex.split(command)
+        if words[2:3] == ["tf_assign2.sweep"]:  # its other flags are training flags for every entry
+            args, flags = sweep.parser().parse_known_args(words[3:])
+            sweep.training_overrides("cifar", flags)
+        elif words[0] == "python":
+            parsers[words[2]]().parse_args(words[3:])  # a flag the command does not have raises UsageError
+        if python.startswith("%"):
+            continue
+        for node in ast.walk(ast.parse(python)):
+            if not isinstance(node, ast.Call):
+                continue
+            function = _callee(node)
+            parameters = inspect.signature(function).parameters
+            takes_settings = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+            for keyword in node.keywords:
+                assert keyword.arg in parameters or (takes_settings and keyword.arg in schema.SETTINGS), (
+                    python, keyword.arg)

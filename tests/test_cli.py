@@ -6,8 +6,10 @@ points as processes are smoke-tested at the end.
 """
 
 import csv
+import importlib
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from conftest import TINY_RUN_ARGS, copy_run, run_cli
@@ -42,6 +44,32 @@ def test_cifar_run_then_evaluate(cifar_run, cli, tmp_path):
     # A second run never reuses the first run's directory.
     again = cli("tf_assign2.cifar", *TINY_RUN_ARGS, "--runs-dir", tmp_path / "runs", "--no-visualize", "--no-export")
     assert again.returncode == 0 and len(list((tmp_path / "runs").iterdir())) == 2
+
+
+def test_evaluate_reads_the_test_data_the_run_recorded_and_says_when_it_is_given_others(cifar_run, cli, tmp_path,
+                                                                                      monkeypatch):
+    """The run recorded a fingerprint of its test split (absolute folder, size, SHA-256). From another
+    folder, with no $TF_ASSIGN2_DATA, evaluate finds those data; given other data it still evaluates,
+    says in one line that they differ, and records it in eval.json."""
+    recorded = json.loads((cifar_run.run_dir / "config.json").read_text())["test_data"]
+    assert recorded["source"] == "png" and Path(recorded["location"]).is_absolute() and recorded["n_test"] == 50
+    assert len(recorded["sha256"]) == 64
+    run_dir = copy_run(cifar_run.run_dir, tmp_path / "runs")
+    monkeypatch.delenv("TF_ASSIGN2_DATA")
+    monkeypatch.chdir(tmp_path)  # no data/ here either
+    same = cli("tf_assign2.evaluate", run_dir, "--out", tmp_path / "same")
+    assert same.returncode == 0, same.stderr
+    result = json.loads((tmp_path / "same" / "eval.json").read_text())
+    assert result["test_data"] == recorded and result["test_data_differs_from_run"] is False
+    assert "differ" not in same.stdout
+
+    other = cli("tf_assign2.evaluate", run_dir, "--ntest", "3", "--out", tmp_path / "other")
+    assert other.returncode == 0, other.stderr
+    (note,) = [line for line in other.stdout.splitlines() if line.startswith("note:")]
+    assert "differ from the ones the run was scored on (n_test 50 -> 30)" in note
+    result = json.loads((tmp_path / "other" / "eval.json").read_text())
+    assert result["test_data_differs_from_run"] is True and result["run_test_data"] == recorded
+    assert result["n_test"] == 30
 
 
 def test_config_file_with_flag_override(tmp_path, cli):
@@ -243,3 +271,25 @@ def test_start_up_imports_keras_without_scikit_learn_which_stays_importable():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "False", "True"]
+
+
+def test_an_unexpected_error_has_its_own_exit_code_and_one_line_naming_its_traceback(tmp_path, monkeypatch, capsys):
+    """Not 1 (which means diverged) and not 2 (bad input): 70, and the traceback kept in a file."""
+    from tf_assign2 import api
+    from tf_assign2.cli import run_cli
+
+    def broken(*args, **kwargs):
+        raise KeyError("a bug of ours")
+
+    monkeypatch.setattr(api, "train", broken)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # honour TMPDIR in this process
+    code = run_cli(lambda: importlib.import_module("tf_assign2.cli.train").train("cifar", ["--epochs", "1"]))
+    err = capsys.readouterr().err
+    assert code == 70 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("error: unexpected KeyError ('a bug of ours'); the full traceback is in ")
+    (saved,) = tmp_path.glob("tf-assign2-error-*.txt")
+    assert str(saved) in err and "Traceback (most recent call last)" in saved.read_text()
+    assert 'raise KeyError("a bug of ours")' in saved.read_text()

@@ -13,7 +13,7 @@ from tf_assign2.errors import UsageError
 from tf_assign2.experiments import report
 
 
-def fake_run(parent, name, status="completed", acc=0.5, history=((2.0, 0.3), (1.5, 0.4)), **settings):
+def fake_run(parent, name, status="completed", acc=0.5, history=((2.0, 0.3), (1.5, 0.4)), val=0.61, **settings):
     """A run directory with the files a run writes (config.json, summary.json, history.csv)."""
     run_dir = Path(parent) / name
     run_dir.mkdir(parents=True)
@@ -22,7 +22,7 @@ def fake_run(parent, name, status="completed", acc=0.5, history=((2.0, 0.3), (1.
     runs.write_json(run_dir / "config.json", config)
     runs.write_json(run_dir / "summary.json", {
         "status": status, "test_accuracy": acc if status == "completed" else None, "test_loss": 1.25,
-        "best_val_accuracy": 0.61, "epochs_completed": len(history), "train_seconds": 12.5,
+        "best_val_accuracy": val, "epochs_completed": len(history), "train_seconds": 12.5,
         "images_per_sec": 1234.0, "parameters": 4321, "divergence": "starter_loss became inf in epoch 1"
         if status == "diverged" else None})
     rows = "".join(f"{i},{loss},{a},{a}\n" for i, (loss, a) in enumerate(history))
@@ -42,28 +42,30 @@ def table_row(text, first_cell):
 def test_cifar_and_mnist_tables_come_from_the_run_files(tmp_path):
     cifar = tmp_path / "cifar"
     fake_run(cifar, "adam-big", status="diverged", history=((9.0, 0.1),), optimizer="adam", lr=1e-2)
-    fake_run(cifar, "adam", acc=0.5312, optimizer="adam", lr=1e-3)
-    fake_run(cifar, "sgd", acc=0.3617, optimizer="sgd", lr=1e-2)
+    # adam is best on test, sgd on validation: the report chooses sgd, and says on what
+    fake_run(cifar, "adam", acc=0.5312, val=0.55, optimizer="adam", lr=1e-3)
+    fake_run(cifar, "sgd", acc=0.3617, val=0.58, optimizer="sgd", lr=1e-2)
     mnist = tmp_path / "mnist"
     common = dict(task="mnist", dataset="mnist", batch_size=128)
-    fake_run(mnist, "r64", acc=0.871, model="rnn", cell="rnn", units=64, **common)
-    fake_run(mnist, "r256", acc=0.912, model="rnn", cell="rnn", units=256, **common)
-    fake_run(mnist, "l64", acc=0.934, model="rnn", cell="lstm", units=64, **common)
-    fake_run(mnist, "g256", acc=0.961, model="rnn", cell="gru", units=256, **common)
-    fake_run(mnist, "cnn", acc=0.981, model="lenet5", **common)
+    fake_run(mnist, "r64", acc=0.871, val=0.88, model="rnn", cell="rnn", units=64, **common)
+    fake_run(mnist, "r256", acc=0.912, val=0.91, model="rnn", cell="rnn", units=256, **common)
+    fake_run(mnist, "l64", acc=0.934, val=0.97, model="rnn", cell="lstm", units=64, **common)  # best on validation
+    fake_run(mnist, "g256", acc=0.961, val=0.95, model="rnn", cell="gru", units=256, **common)  # best on test
+    fake_run(mnist, "cnn", acc=0.981, val=0.98, model="lenet5", **common)
 
     path = report.build_report([cifar, mnist], tmp_path / "report")
     text = path.read_text()
-    assert table_row(text, "adam")[1:4] == ["adam", "0.001", "**0.5312**"]
-    assert table_row(text, "sgd")[1:4] == ["sgd", "0.01", "0.3617"]
-    assert table_row(text, "adam-big")[3:5] == ["NaN", "diverged"]
+    assert table_row(text, "adam")[1:5] == ["adam", "0.001", "0.5500", "0.5312"]
+    assert table_row(text, "sgd")[1:5] == ["sgd", "0.01", "**0.5800**", "0.3617"]  # bold: what it was chosen on
+    assert table_row(text, "adam-big")[3:6] == ["", "NaN", "diverged"]
     assert "adam-big: starter_loss became inf in epoch 1" in text
-    assert "**Best configuration: adam** (optimizer adam, lr 0.001): test accuracy 0.5312" in text
+    assert ("**Best configuration, chosen on validation accuracy: sgd** (optimizer sgd, lr 0.01): validation "
+            "accuracy 0.5800; its test accuracy 0.3617") in text
     assert "9,000 train, 1,000 val, 1,000 test" in text
     # cell x units: rows are cells, columns the sizes present; an absent combination is blank
     assert table_row(text, "BasicRNN") == ["BasicRNN", "0.8710", "0.9120"]
-    assert table_row(text, "LSTM") == ["LSTM", "0.9340", ""]
-    assert table_row(text, "GRU") == ["GRU", "", "**0.9610**"]  # the best recurrent run
+    assert table_row(text, "GRU") == ["GRU", "", "0.9610"]
+    assert table_row(text, "LSTM") == ["LSTM", "**0.9340**", ""]  # the recurrent run chosen on validation
     assert table_row(text, "LeNet5")[1:3] == ["LeNet5", "0.9810"]
     assert table_row(text, "parameters") == ["parameters", "64 units", "256 units"]
     # overlays drawn from the histories, best curves absent (fake runs have no curves.png): skipped
@@ -124,8 +126,8 @@ def test_report_of_a_real_run(cifar_run, tmp_path, cli):
     stats = json.loads((run_dir / "activation_stats.json").read_text())
     text = (tmp_path / "report" / "REPORT.md").read_text()
     row = table_row(text, run_dir.name)
-    assert row[1:4] == ["sgd", "0.01", f"**{summary['test_accuracy']:.4f}**"]
-    assert row[5:7] == ["2", f"{summary['train_seconds']:.1f}"]
+    assert row[1:5] == ["sgd", "0.01", f"**{summary['best_val_accuracy']:.4f}**", f"{summary['test_accuracy']:.4f}"]
+    assert row[6:8] == ["2", f"{summary['train_seconds']:.1f}"]
     assert table_row(text, "conv2")[2] == f"{stats['layers']['conv2']['mean']:.4f}"
     for name in ("cifar-filters.png", "cifar-filters-change.png"):
         assert (tmp_path / "report" / "figures" / name).read_bytes() == (

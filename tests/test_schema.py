@@ -142,3 +142,59 @@ def test_bad_data_location_is_refused_before_tensorflow_loads():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.split() == ["2", "False"], done.stdout + done.stderr
     assert done.stderr.strip() == "error: --data-dir /no/such: folder not found"
+
+
+@pytest.mark.parametrize("task", ["cifar", "mnist"])
+def test_each_flags_shown_default_is_the_value_a_run_of_that_task_records(task):
+    """``python -m tf_assign2.<task> --help`` shows, for every setting, the value a run given no flags
+    records in config.json (``Trainer.write_config`` writes these settings): MNIST's own model, dataset,
+    batch size and learning rate, not CIFAR's. A flag that turns something off says so."""
+    import re
+
+    from tf_assign2 import api
+
+    recorded = json.loads(json.dumps(settings.to_dict(api.settings(task))))
+    shown_any = 0
+    for name, action in _flags(training_parser(task)).items():
+        if name not in settings.SETTINGS:
+            continue
+        value = recorded[name]
+        if isinstance(value, bool):
+            assert ("turn off" in action.help) is value, (name, action.help)
+            continue
+        found = re.search(r"\(([^()]*)\)$", action.help)
+        if value is None:
+            assert found is None or found.group(1) != "None", (name, action.help)
+            continue
+        shown = found.group(1)
+        parsed = ([int(v) for v in shown.split()] if isinstance(value, list) else
+                  type(value)(shown) if isinstance(value, (int, float)) else shown)
+        assert parsed == value, (task, name, shown, value)
+        shown_any += 1
+    assert shown_any >= 25
+    text = training_parser(task).format_help()
+    expected = {"cifar": ("(lenet5)", "(cifar10)", "(50)", "(0.001)"), "mnist": ("(rnn)", "(mnist)", "(128)", "(0.002)")}
+    assert all(shown in text for shown in expected[task])
+
+
+def test_commands_offer_only_the_flags_they_read_and_every_benchmark_answers_help(capsys):
+    from tf_assign2.cli import evaluate, visualize
+
+    for parser in (evaluate.parser(), visualize.parser()):
+        flags = {option for action in parser._actions for option in action.option_strings}
+        assert "--ntest" in flags and "--data-dir" in flags
+        assert "--ntrain" not in flags and "--val-split" not in flags  # they read the test split only
+    import importlib
+    import pkgutil
+
+    import benchmarks
+
+    names = [m.name for m in pkgutil.iter_modules(benchmarks.__path__) if not m.name.startswith("_")]
+    assert {"bench", "floor_run", "gpu_check", "profile_run"} <= set(names)
+    for name in names:
+        module = importlib.import_module(f"benchmarks.{name}")
+        if not hasattr(module, "main"):
+            continue
+        with pytest.raises(SystemExit) as done:
+            module.main(["--help"])
+        assert done.value.code == 0 and f"python -m benchmarks.{name}" in capsys.readouterr().out

@@ -26,12 +26,13 @@ def flags(task, *given):
     return {"overrides": training_overrides(task, list(given))}
 
 
-def fake_trainer(outcomes, calls, accuracy=None):
+def fake_trainer(outcomes, calls, accuracy=None, validation=None):
     """Stands in for tf_assign2.train and tf_assign2.resume: (train, resume) that make a run dir where the
     entry's settings say (or take the one to resume), with the outcome asked for.
 
     ``outcomes`` maps an entry (its runs/<entry> folder name) to a list of statuses, one per call;
-    ``accuracy`` (optional) gives a completed run's test accuracy from its entry name (else 0.5).
+    ``accuracy`` (optional) gives a completed run's test accuracy from its entry name (else 0.5), and
+    ``validation`` its best validation accuracy (else the test accuracy).
     ``calls`` records ("start", entry folder) or ("resume", run dir) per call.
     """
 
@@ -41,7 +42,9 @@ def fake_trainer(outcomes, calls, accuracy=None):
         if status == "killed":  # SIGKILL: the run dir exists, no summary
             raise KeyboardInterrupt
         acc = (accuracy(entry) if accuracy else 0.5) if status == "completed" else None
+        val = (validation(entry) if validation else acc) if status == "completed" else None
         runs.write_json(run_dir / "summary.json", {"status": status, "test_accuracy": acc, "test_loss": 1.0,
+                                                   "best_val_accuracy": val,
                                                    "divergence": "loss became nan" if status == "diverged" else None})
         (run_dir / "history.csv").write_text("epoch,loss,accuracy,test_accuracy,epoch_seconds\n"
                                              "0,2.0,0.2,0.3,1.5\n1,1.5,0.4,0.5,1.0\n")
@@ -134,8 +137,8 @@ def test_goes_on_past_diverged_runs_and_resumes(tmp_path, capsys):
         ("a", "diverged", ""), ("b", "completed", "0.5"), ("c", "completed", "0.5")]
     assert len(list((out / "runs").glob("*/*/config.json"))) == 3  # one run per entry
     md = (out / "results.md").read_text()
-    assert "| a | adam | 0.1 | NaN | diverged (loss became nan) |" in md
-    assert "Best: **b**" in md and (out / "overlay.png").stat().st_size > 0
+    assert "| a | adam | 0.1 |  | NaN | diverged (loss became nan) |" in md  # no validation figure: not chosen
+    assert "Best: **b**, chosen on validation accuracy 0.5000" in md and (out / "overlay.png").stat().st_size > 0
 
     assert sweep.run_sweep(loaded, out, *runner)[1] is False  # nothing left to do
     assert len(calls) == 4
@@ -162,11 +165,49 @@ def test_seeds_are_summarised_by_their_mean(tmp_path):
                                                                     accuracy.get))
     text = (out / "results.md").read_text()
     assert "| entry | optimizer | lr | seed |" in text  # seed varies: shown; val_split does not: hidden
-    assert "| 0.1 | 2/2 | 0.6000 | 0.3000 | 0.9000 | 0/2 |" in text  # the fake history tops out at 0.5
-    assert "| 0.2 | 2/2 | 0.6500 | 0.6000 | 0.7000 | 0/2 |" in text
-    assert "Best mean over seeds: **optimizer adam, lr 0.2**, 0.6500." in text and "Best: **" not in text
+    assert "| 0.1 | 2/2 | 0.6000 | 0.6000 | 0.3000 | 0.9000 | 0/2 |" in text  # the fake history tops out at 0.5
+    assert "| 0.2 | 2/2 | 0.6500 | 0.6500 | 0.6000 | 0.7000 | 0/2 |" in text
+    assert ("Best mean over seeds, chosen on mean validation accuracy: **optimizer adam, lr 0.2**, 0.6500; its "
+            "mean test accuracy 0.6500.") in text and "Best: **" not in text
     with open(out / "results.csv") as f:
         assert {(r["entry"], r["seed"], r["val_split"]) for r in csv.DictReader(f)} >= {("0.2-1", "1", "0.0")}
+
+
+def test_the_best_entry_is_chosen_on_validation_and_reported_on_test(tmp_path):
+    """An entry best on test accuracy is not chosen when another is better on validation: results.md and
+    the report both name the validation-best, with its test accuracy beside it; over seeds, the same."""
+    from tf_assign2.experiments import report
+
+    path = write_sweep(tmp_path, "task: cifar\nruns: [{name: a, lr: 0.1}, {name: b, lr: 0.01}, {name: c, lr: 0.001}]\n")
+    out, calls = tmp_path / "out", []
+    test = {"a": 0.50, "b": 0.80, "c": 0.60}.get  # b is the test-best
+    validation = {"a": 0.70, "b": 0.60, "c": 0.70}.get  # a and c tie on validation: the earlier entry, a
+    sweep.run_sweep(sweep.load_sweep(path), out, *fake_trainer({e: ["completed"] for e in "abc"}, calls, test,
+                                                                validation))
+    md = (out / "results.md").read_text()
+    assert "| a | adam | 0.1 | **0.7000** | 0.5000 | completed |" in md and "| b | adam | 0.01 | 0.6000 | 0.8000 |" in md
+    assert "Best: **a**, chosen on validation accuracy 0.7000; its test accuracy 0.5000 (runs/a/run-1)." in md
+    text = report.build_report([out], tmp_path / "report").read_text()
+    assert ("**Best configuration, chosen on validation accuracy: a** (optimizer adam, lr 0.1): validation "
+            "accuracy 0.7000; its test accuracy 0.5000") in text
+    assert "Best configuration, chosen on validation accuracy: b" not in text
+
+    seeds = write_sweep(tmp_path, "task: cifar\ngrid: {lr: [0.1, 0.2], seed: [0, 1]}\n", "seeds.yaml")
+    test = {"0.1-0": 0.9, "0.1-1": 0.9, "0.2-0": 0.5, "0.2-1": 0.5}.get  # 0.1 is best on test
+    validation = {"0.1-0": 0.5, "0.1-1": 0.5, "0.2-0": 0.7, "0.2-1": 0.6}.get  # 0.2 on validation
+    sweep.run_sweep(sweep.load_sweep(seeds), tmp_path / "seeds", *fake_trainer(
+        {e: ["completed"] for e in ("0.1-0", "0.1-1", "0.2-0", "0.2-1")}, calls, test, validation))
+    assert ("chosen on mean validation accuracy: **optimizer adam, lr 0.2**, 0.6500; its mean test accuracy "
+            "0.5000.") in (tmp_path / "seeds" / "results.md").read_text()
+
+
+def test_a_sweep_without_validation_chooses_nothing(tmp_path):
+    path = write_sweep(tmp_path, "task: cifar\nsettings: {val_split: 0}\nruns: [{name: a, lr: 0.1}, {name: b}]\n")
+    calls = []
+    sweep.run_sweep(sweep.load_sweep(path), tmp_path / "out", *fake_trainer(
+        {"a": ["completed"], "b": ["completed"]}, calls, validation=lambda entry: None))
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "No entry is chosen: the runs have no validation split" in md and "**" not in md.split("|---|")[-1]
 
 
 def test_a_folder_with_other_settings_is_not_reused(tmp_path):

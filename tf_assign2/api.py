@@ -337,6 +337,7 @@ def evaluate(path, tta=None, out=None, **data):
         test_x, test_y, info = datasets.load_test_split(cfg)
         ev.check_compatible(model_dir, input_shape, num_classes, info)
         result = ev.evaluate(serve, test_x, test_y, num_classes, tta=cfg.tta)
+        _compare_test_data(run_dir, test_x, test_y, info, result)
         out = Path(out) if out else runs.timestamped_subdir(run_dir or model_dir.parent, "eval")
         out.mkdir(parents=True, exist_ok=True)
         result.update({"model": str(model_dir), "format": fmt, "dataset": info.dataset, "data_location": info.location})
@@ -355,13 +356,35 @@ def evaluate(path, tta=None, out=None, **data):
 def _data_settings(run_dir, given):
     """The settings evaluate and visualize read - which data, and test-time augmentation: the run's
     recorded ones (none for a bare export) with ``given`` over them. Only these are read from the
-    record, so a run of a model registered in another process is evaluated all the same."""
+    record, so a run of a model registered in another process is evaluated all the same. Unless told
+    where else to look, a run's test data are read where the run read them (its fingerprint's absolute
+    folder), from whatever folder this is called in."""
     keep = {name for name, s in schema.SETTINGS.items() if s.group == "data"} | {"tta"}
     recorded = runs.read_json(Path(run_dir) / "config.json") if run_dir is not None else {"task": "cifar"}
     where = f"{run_dir}/config.json" if run_dir is not None else "evaluate"
-    values = schema.file_values({k: v for k, v in recorded.items() if k in keep and k != "task" and v is not None},
-                                where)
-    return schema.build(recorded.get("task", "cifar"), values, given)
+    values = {k: v for k, v in recorded.items() if k in keep and k != "task" and v is not None}
+    fingerprint = recorded.get("test_data") or {}
+    elsewhere = any(name in ("dataset", "source", "data_dir", "tfds_data_dir", "native", "subset") for name in given)
+    if not elsewhere and fingerprint.get("source") in ("png", "idx") and Path(fingerprint["location"]).is_dir():
+        values.update(data_dir=fingerprint["location"], source=fingerprint["source"])
+    return schema.build(recorded.get("task", "cifar"), schema.file_values(values, where), given)
+
+
+def _compare_test_data(run_dir, test_x, test_y, info, result):
+    """Say in one line (and in eval.json) when the test split evaluated is not the one the run was scored on."""
+    from tf_assign2 import data
+
+    found = data.test_fingerprint(test_x, test_y, info)
+    result["test_data"] = found
+    recorded = runs.read_json(Path(run_dir) / "config.json").get("test_data") if run_dir is not None else None
+    if not recorded:
+        return
+    difference = data.fingerprint_difference(recorded, found)
+    result["test_data_differs_from_run"] = bool(difference)
+    if difference:
+        result["run_test_data"] = recorded
+        print(f"note: these test data differ from the ones the run was scored on ({difference}); its recorded "
+              "test accuracy is not comparable with this one", flush=True)
 
 
 def visualize(run_dir, methods="none", out=None, layer=None, maps=16, images=None, occluder=7, stride=1,

@@ -5,13 +5,15 @@ choose which settings a command takes, parse them and call the Python API (``tf_
 which does the work for the commands and for notebooks alike.
 
 Exit codes: 0 done; 1 the run diverged (NaN loss); 2 bad input or a file that cannot be written
-(one line on stderr, no traceback, no run directory left behind); 130 interrupted with Ctrl-C,
+(one line on stderr, no traceback, no run directory left behind); 70 an unexpected error (a fault
+of ours: one line naming the file that holds its traceback); 130 interrupted with Ctrl-C,
 143 stopped by SIGTERM (what `kill`, schedulers and containers send); after either, what was done
 is written: continue with --resume (or re-run the tune/sweep command).
 """
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 
@@ -109,11 +111,13 @@ def add_setting_flags(parser, names, task=None):
 
 
 DATA_SETTINGS = tuple(n for n, s in settings.SETTINGS.items() if s.group == "data" and n != "task")
+# What a command that reads only the test split (evaluate, visualize) can use: not ntrain or val_split.
+TEST_DATA_SETTINGS = tuple(n for n in DATA_SETTINGS if n not in ("ntrain", "val_split"))
 TRAINING_SETTINGS = tuple(n for n in settings.SETTINGS if n != "task")
 
 
-def add_data_flags(parser, task=None):
-    add_setting_flags(parser, DATA_SETTINGS, task)
+def add_data_flags(parser, task=None, names=DATA_SETTINGS):
+    add_setting_flags(parser, names, task)
 
 
 def training_parser(task):
@@ -189,7 +193,30 @@ def _run(main):
     except KeyboardInterrupt:  # outside training (which records it itself): stop quietly
         print("interrupted", file=sys.stderr)
         code = 130
+    except Exception as e:  # a fault of ours, not of the input: its own exit code, the traceback in a file
+        print(f"error: unexpected {type(e).__name__} ({_one_line(e)}); the full traceback is in "
+              f"{_write_traceback()}; please report it", file=sys.stderr)
+        return UNEXPECTED
     return 143 if code == 130 and _Terminated.received else code
+
+
+UNEXPECTED = 70  # EX_SOFTWARE: not 1, which means the run diverged
+
+
+def _one_line(error):
+    text = " ".join(str(error).split())
+    return text[:200] + ("..." if len(text) > 200 else "")
+
+
+def _write_traceback():
+    """The traceback being handled, in a new file of the temporary folder; returns its path."""
+    import tempfile
+    import traceback
+
+    fd, path = tempfile.mkstemp(prefix="tf-assign2-error-", suffix=".txt")
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{' '.join(sys.argv)}\n\n{traceback.format_exc()}")
+    return path
 
 
 def callable_as(module_name, function):

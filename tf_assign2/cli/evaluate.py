@@ -3,7 +3,7 @@
 
 from tf_assign2 import api
 from tf_assign2 import config as settings
-from tf_assign2.cli import ArgumentParser, add_data_flags, flag_values, run_cli
+from tf_assign2.cli import TEST_DATA_SETTINGS, ArgumentParser, add_data_flags, flag_values, run_cli
 
 
 def parser():
@@ -13,7 +13,7 @@ def parser():
         "model.tflite file) on a test split.",
     )
     p.add_argument("path", help="run directory, SavedModel directory, or .onnx / .tflite file")
-    add_data_flags(p)
+    add_data_flags(p, names=TEST_DATA_SETTINGS)
     p.add_argument("--out", default=None, help="folder for eval.json and confusion_matrix.png "
                    "(default: a new eval-<timestamp>/ in the run directory)")
     p.add_argument("--tta", choices=settings.SETTINGS["tta"].choices, default=None,

@@ -2,7 +2,16 @@
 attribution maps and their faithfulness scores, through ``api.visualize``."""
 
 from tf_assign2 import api
-from tf_assign2.cli import ArgumentParser, add_data_flags, any_int, checked, flag_values, positive_int, run_cli
+from tf_assign2.cli import (
+    TEST_DATA_SETTINGS,
+    ArgumentParser,
+    add_data_flags,
+    any_int,
+    checked,
+    flag_values,
+    positive_int,
+    run_cli,
+)
 
 unit_float = checked(float, lambda v: 0 <= v <= 1, "a number in [0, 1]")
 
@@ -14,7 +23,7 @@ def parser():
         "of a conv layer's feature maps, occlusion sensitivity, activation statistics and filters.",
     )
     p.add_argument("run_dir", help="a finished run directory (with model.keras and config.json)")
-    add_data_flags(p)
+    add_data_flags(p, names=TEST_DATA_SETTINGS)
     p.add_argument("--layer", default=None, help="conv layer for the top-9 patches and deconvnet (default conv2)")
     p.add_argument("--maps", type=positive_int, default=16, help="feature maps in the deconvnet figure (16)")
     p.add_argument("--images", type=any_int, nargs="+", default=None,

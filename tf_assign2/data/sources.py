@@ -553,6 +553,29 @@ def _info(dataset, source, location, num_classes, shape, n_train, n_val, n_test)
     )
 
 
+def test_fingerprint(test_x, test_y, info):
+    """What identifies the test split a run was scored on, for config.json: where it came from (the
+    folder as an absolute path, so it is found from any working directory), its size, and a SHA-256 of
+    its images and labels. ``evaluate`` compares it with the data it reads."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(test_x, dtype=np.uint8).tobytes())
+    digest.update(np.ascontiguousarray(test_y, dtype=np.int32).tobytes())
+    location = info.location if info.source == "tfds" else os.path.abspath(info.location)
+    return {"dataset": info.dataset, "source": info.source, "location": location, "n_test": int(len(test_y)),
+            "image_shape": list(info.image_shape), "sha256": digest.hexdigest()}
+
+
+def fingerprint_difference(recorded, found):
+    """'' when two fingerprints name the same test split, else what differs, in a few words."""
+    if recorded.get("sha256") == found.get("sha256"):
+        return ""
+    parts = [f"{key} {recorded.get(key)} -> {found.get(key)}" for key in ("dataset", "source", "location", "n_test")
+             if recorded.get(key) != found.get(key)]
+    return ", ".join(parts) or "other images or labels (SHA-256)"
+
+
 def load_test_split(config):
     """Only the test split (for evaluation) -> (test_x, test_y, DataInfo)."""
     source, location = _located(config)

@@ -126,8 +126,8 @@ def table(header, rows):
 
 
 def best_row(rows):
-    done = [r for r in rows if r["status"] == "completed" and r["test_accuracy"] is not None]
-    return max(done, key=lambda r: r["test_accuracy"], default=None)
+    """The best run of ``rows``, chosen on validation accuracy (``sweep.chosen``), never on test accuracy."""
+    return sweep.chosen(rows)
 
 
 def family(row):
@@ -199,12 +199,13 @@ def experiment_section(number, exp, out):
     source = f"Runs in `{exp['source']}`" + (f", from the sweep file `{exp['sweep_file']}`" if exp["sweep_file"] else "")
     lines += [source + ". " + setup_line(rows), ""]
     best = best_row(rows)
-    header = ["run", *[k.replace("_", " ") for k in keys], "test accuracy", "status", "epochs", "train s", "images/s"]
+    header = ["run", *[k.replace("_", " ") for k in keys], "val accuracy", "test accuracy", "status", "epochs",
+              "train s", "images/s"]
     body = []
     for r in rows:
-        acc = fmt_acc(r)
-        body.append([r["entry"], *(fmt_setting(r[k]) for k in keys), f"**{acc}**" if r is best else acc, r["status"],
-                     fmt_num(r["epochs_completed"], "d"), fmt_num(r["train_seconds"], ".1f"),
+        val = fmt_num(r.get("best_val_accuracy"), ".4f") if r["status"] == "completed" else ""
+        body.append([r["entry"], *(fmt_setting(r[k]) for k in keys), f"**{val}**" if r is best else val, fmt_acc(r),
+                     r["status"], fmt_num(r["epochs_completed"], "d"), fmt_num(r["train_seconds"], ".1f"),
                      fmt_num(r["images_per_sec"])])
     lines += table(header, body) + [""]
     series = [(r["entry"], r["history"], r["status"]) for r in rows if r["history"]]
@@ -216,10 +217,12 @@ def experiment_section(number, exp, out):
         lines += [f"![train loss and test accuracy per epoch, every run](figures/{name})", ""]
     if best:
         settings = ", ".join(f"{k.replace('_', ' ')} {fmt_setting(best[k])}" for k in keys if best[k] is not None)
-        lines += [f"**Best configuration: {best['entry']}** ({settings}): test accuracy "
-                  f"{best['test_accuracy']:.4f}, test loss {best['test_loss']:.4f}, "
-                  f"best validation accuracy {fmt_num(best['best_val_accuracy'], '.4f')} "
-                  f"(`{best['run_dir']}`).", ""]
+        lines += [f"**Best configuration, chosen on {sweep.CHOSEN_ON}: {best['entry']}** ({settings}): "
+                  f"validation accuracy {fmt_num(best['best_val_accuracy'], '.4f')}; its test accuracy "
+                  f"{best['test_accuracy']:.4f}, test loss {best['test_loss']:.4f} (`{best['run_dir']}`).", ""]
+    elif any(r["status"] == "completed" for r in rows):
+        lines += ["No configuration is chosen: these runs have no validation split, and test accuracy "
+                  "chooses nothing.", ""]
         link = copy_figure(out, best["path"] / "curves.png", f"{exp['slug']}-best-curves.png",
                             f"curves of {best['entry']}")
         if link:
@@ -243,7 +246,8 @@ def cnn_section(number, rows, out):
         return []
     run = best["path"]
     lines = [f"## {number}. CIFAR10: what LeNet5 learned", "",
-             f"From the best LeNet5 run, {best['entry']} (test accuracy {best['test_accuracy']:.4f}, `{run}`).", ""]
+             f"From the best LeNet5 run, chosen on {sweep.CHOSEN_ON}: {best['entry']} (validation accuracy "
+             f"{best['best_val_accuracy']:.4f}, test accuracy {best['test_accuracy']:.4f}, `{run}`).", ""]
     filters = [copy_figure(out, run / "filters.png", "cifar-filters.png", "first-layer filters"),
                copy_figure(out, run / "filters_change.png", "cifar-filters-change.png",
                             "first-layer filters minus their initialisation")]
@@ -297,7 +301,8 @@ def mnist_sections(number, rows, out):
         units = sorted({r["units"] for r in rnn})
         lines += [f"## {number}. MNIST: recurrent cell x hidden units", "",
                   "Test accuracy (parameters below); each image read as 28 rows of 28 pixels. "
-                  "Where several runs share a cell and size, the best is shown.", ""]
+                  f"Where several runs share a cell and size, the one chosen on {sweep.CHOSEN_ON} is shown, "
+                  "and the bold one is chosen among all so.", ""]
         acc_body, par_body = [], []
         overall = best_row(rnn)
         for c in cells:
@@ -317,7 +322,8 @@ def mnist_sections(number, rows, out):
     for r in rows:
         families.setdefault(describe_model(r) if family(r) == "cnn" else CELL_NAMES.get(r["cell"], r["cell"]), []).append(r)
     if "LeNet5" in families and len(families) > 1:
-        lines += [f"## {number}. MNIST: CNN vs RNN", "", "The best run of each model on the same MNIST data:", ""]
+        lines += [f"## {number}. MNIST: CNN vs RNN", "",
+                  f"The best run of each model on the same MNIST data, chosen on {sweep.CHOSEN_ON}:", ""]
         body = []
         for name in ("BasicRNN", "LSTM", "GRU", "LeNet5"):
             b = best_row(families.get(name, []))

@@ -500,21 +500,34 @@ def write_results(out, sweep, planned):
     return rows
 
 
+CHOSEN_ON = "validation accuracy"  # the words every table and verdict uses; the figure is best_val_accuracy
+
+
+def chosen(rows):
+    """The best of ``rows``, chosen on validation accuracy (the best epoch's, as a search scores a
+    trial), never on test accuracy; ties go to the earlier row. None when no completed row has a
+    validation figure (runs without a validation split): then nothing is chosen."""
+    scored = [(i, r) for i, r in enumerate(rows)
+              if r["status"] == "completed" and r.get("best_val_accuracy") is not None]
+    return max(scored, key=lambda pair: (pair[1]["best_val_accuracy"], -pair[0]), default=(None, None))[1]
+
+
 def results_table(rows, target=None, best=None):
-    """(header, cells) of a sweep's table: each entry's varying settings and outcome; ``best`` (a row)
-    has its accuracy in bold."""
+    """(header, cells) of a sweep's table: each entry's varying settings and outcome, validation and test
+    accuracy side by side; ``best`` (the chosen row) has the validation accuracy it was chosen on in bold."""
     keys = table_keys(rows)
-    header = ["entry", *keys, "test accuracy", "status", "epochs", "train s", "images/s"]
+    header = ["entry", *keys, "val accuracy", "test accuracy", "status", "epochs", "train s", "images/s"]
     if target is not None:
         header.append(f"to {target:g} (epoch, train s)")
     table = []
     for r in rows:
         acc = fmt(r["test_accuracy"]) if r["status"] == "completed" else ("NaN" if r["status"] == "diverged" else "")
+        val = fmt(r.get("best_val_accuracy")) if r["status"] == "completed" else ""
         if r is best:
-            acc = f"**{acc}**"
+            val = f"**{val}**"
         status = r["status"] + (f" ({r['divergence']})" if r.get("divergence") else "")
-        cells = [r["entry"], *(f"{r[k]:g}" if isinstance(r[k], float) else fmt(r[k]) for k in keys), acc, status,
-                 fmt(r["epochs_completed"]), fmt(r["train_seconds"], 1), fmt(r["images_per_sec"], 0)]
+        cells = [r["entry"], *(f"{r[k]:g}" if isinstance(r[k], float) else fmt(r[k]) for k in keys), val, acc,
+                 status, fmt(r["epochs_completed"]), fmt(r["train_seconds"], 1), fmt(r["images_per_sec"], 0)]
         if target is not None:
             reached = r.get("epochs_to_target")
             cells.append("not reached" if reached is None and r["status"] != "pending" else
@@ -528,7 +541,7 @@ def results_markdown(sweep, rows):
     target = sweep.get("target")
     title = f"# Sweep {sweep['name']} ({sweep['task']})" + (f": {sweep['description']}" if sweep["description"] else "")
     origin = f"`{sweep['file']}`" if sweep["file"] else "a Python call (tf_assign2.sweep)"
-    best = max((r for r in rows if r["status"] == "completed"), key=lambda r: r["test_accuracy"], default=None)
+    best = chosen(rows)
     header, table = results_table(rows, target, best)
     lines = [title, "", f"From {origin}; one run per entry.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -536,7 +549,10 @@ def results_markdown(sweep, rows):
     if "seed" in keys:
         lines += seed_summary(rows, [k for k in keys if k != "seed"], target)
     elif best:
-        lines += ["", f"Best: **{best['entry']}**, test accuracy {fmt(best['test_accuracy'])} ({best['run_dir']})."]
+        lines += ["", f"Best: **{best['entry']}**, chosen on {CHOSEN_ON} {fmt(best['best_val_accuracy'])}; "
+                      f"its test accuracy {fmt(best['test_accuracy'])} ({best['run_dir']})."]
+    elif any(r["status"] == "completed" for r in rows):
+        lines += ["", "No entry is chosen: the runs have no validation split, and test accuracy chooses nothing."]
     lines += ["", "![train loss and test accuracy per epoch](overlay.png)", ""]
     return "\n".join(lines)
 
@@ -549,28 +565,37 @@ def seed_groups(rows, keys):
     return list(groups.values())
 
 
+def _mean(values):
+    return sum(values) / len(values) if values else None
+
+
 def seed_summary(rows, keys, target=None):
-    """Markdown lines: mean, min and max test accuracy over the seeds of each setting.
+    """Markdown lines: mean validation accuracy, and mean, min and max test accuracy, over the seeds of
+    each setting.
 
     When a sweep repeats settings over seeds, a single best run is mostly luck (on 1k test
-    images one image is 0.001), so the verdict is the best mean over completed seeds.
+    images one image is 0.001), so the verdict is the best mean over completed seeds - of the
+    validation accuracy, which chooses; the test accuracy is what the choice then scores.
     """
-    header = [*keys, "seeds", "mean test accuracy", "min", "max"]
+    header = [*keys, "seeds", "mean val accuracy", "mean test accuracy", "min", "max"]
     if target is not None:
         header.append(f"seeds reaching {target:g}")
     lines = ["", "Over seeds:", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    best, best_mean = None, -1.0
+    best, best_val, best_test = None, -1.0, None
     for group in seed_groups(rows, keys):
-        done = [r["test_accuracy"] for r in group if r["status"] == "completed" and r["test_accuracy"] is not None]
-        mean = sum(done) / len(done) if done else None
+        done = [r for r in group if r["status"] == "completed" and r["test_accuracy"] is not None]
+        tests = [r["test_accuracy"] for r in done]
+        val = _mean([r["best_val_accuracy"] for r in done if r.get("best_val_accuracy") is not None])
         cells = [f"{group[0][k]:g}" if isinstance(group[0][k], float) else fmt(group[0][k]) for k in keys]
-        cells += [f"{len(done)}/{len(group)}", fmt(mean), fmt(min(done, default=None)), fmt(max(done, default=None))]
+        cells += [f"{len(done)}/{len(group)}", fmt(val), fmt(_mean(tests)), fmt(min(tests, default=None)),
+                  fmt(max(tests, default=None))]
         if target is not None:
             cells.append(f"{sum(1 for r in group if r.get('epochs_to_target') is not None)}/{len(group)}")
         lines.append("| " + " | ".join(cells) + " |")
-        if mean is not None and mean > best_mean:
-            best, best_mean = cells[:len(keys)], mean
+        if val is not None and val > best_val:  # ties: the earlier setting
+            best, best_val, best_test = cells[:len(keys)], val, _mean(tests)
     if best is not None:
         setting = ", ".join(f"{k} {v}" for k, v in zip(keys, best))
-        lines += ["", f"Best mean over seeds: **{setting}**, {fmt(best_mean)}."]
+        lines += ["", f"Best mean over seeds, chosen on mean {CHOSEN_ON}: **{setting}**, {fmt(best_val)}; "
+                      f"its mean test accuracy {fmt(best_test)}."]
     return lines

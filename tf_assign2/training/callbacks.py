@@ -189,11 +189,14 @@ class ConsoleProgress(keras.callbacks.Callback):
     test accuracy, images/s). Elsewhere (CI, a log file): the epoch line alone. The bookkeeping
     metrics (starter_loss, rss_mb, epoch_seconds ...) stay in history.csv and TensorBoard.
 
-    The bar redraws its line with a carriage return, which terminals and Jupyter both honour; on a
-    terminal the rest of the line is erased too (``ESC [K``, an escape Jupyter does not need).
+    On a terminal the bar redraws its line (carriage return, then ``ESC [K`` erases the rest). In a
+    notebook each epoch is one display that the bar updates in place and the epoch's line replaces
+    (IPython's ``display_id``): a saved notebook, or its HTML, keeps one line per epoch rather than
+    every frame of the bar.
     """
 
     WIDTH = 24
+    NOTEBOOK_INTERVAL = 0.25  # seconds between two redraws of a notebook's bar
 
     def __init__(self, epochs, steps_per_epoch, batch_size, stream=None, tty=None, notebook=None):
         super().__init__()
@@ -201,22 +204,29 @@ class ConsoleProgress(keras.callbacks.Callback):
         self.stream = stream or sys.stdout
         self.tty = self.stream.isatty() if tty is None else tty
         self.notebook = (not self.tty and _jupyter_output(self.stream)) if notebook is None else notebook
+        self.display, self.drawn = None, 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch, self.started = epoch + 1, time.perf_counter()
+        if self.notebook:
+            from IPython.display import Pretty, display
+
+            self.display = display(Pretty(f"epoch {self.epoch}/{self.epochs}"), display_id=True)
 
     def on_train_batch_end(self, batch, logs=None):
         if not (self.tty or self.notebook):
             return
+        now = time.perf_counter()
         done = min(batch + 1, self.steps)
-        elapsed = time.perf_counter() - self.started
-        left = elapsed / done * (self.steps - done)
+        if self.notebook and now - self.drawn < self.NOTEBOOK_INTERVAL and done < self.steps:
+            return
+        self.drawn = now
+        left = (now - self.started) / done * (self.steps - done)
         filled = int(self.WIDTH * done / self.steps)
         bar = "=" * filled + (">" if filled < self.WIDTH else "") + " " * (self.WIDTH - filled - 1)
         loss, acc = (logs or {}).get("loss"), (logs or {}).get("accuracy")
         numbers = f"  loss {float(loss):.4f}  acc {float(acc):.4f}" if loss is not None and acc is not None else ""
-        self.stream.write(f"\repoch {self.epoch}/{self.epochs} [{bar}] {done}/{self.steps}  {left:4.0f} s left{numbers}")
-        self.stream.flush()
+        self._show(f"epoch {self.epoch}/{self.epochs} [{bar}] {done}/{self.steps}  {left:4.0f} s left{numbers}", False)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -228,13 +238,22 @@ class ConsoleProgress(keras.callbacks.Callback):
                 parts.append(f"{label} {float(logs[key]):.4f}")
         parts.append(f"{self.steps * self.batch_size / seconds:,.0f} images/s" if seconds else "")
         parts.append(f"{seconds:.1f} s")
-        start = "\r\033[K" if self.tty else "\r" if self.notebook else ""
-        self.stream.write(start + "  ".join(p for p in parts if p) + "\n")
+        self._show("  ".join(p for p in parts if p), True)
+
+    def _show(self, text, final):
+        """A frame of the bar (``final``: the epoch's line) where this progress is shown."""
+        if self.notebook and self.display is not None:
+            from IPython.display import Pretty
+
+            self.display.update(Pretty(text))
+            return
+        start = "\r\033[K" if self.tty and final else "\r" if self.tty else ""
+        self.stream.write(start + text + ("\n" if final else ""))
         self.stream.flush()
 
 
 def _jupyter_output(stream):
-    """True for a Jupyter kernel's own stdout (ipykernel's OutStream), where a bar can redraw its line."""
+    """True for a Jupyter kernel's own stdout (ipykernel's OutStream), where progress is a display."""
     return "ipykernel" in sys.modules and type(stream).__module__.startswith("ipykernel")
 
 

@@ -168,9 +168,12 @@ class Trainer:
         return run_dir
 
     def write_config(self, run_dir):
-        """config.json: every setting, the resolved plan, the data actually used, versions and device."""
+        """config.json: every setting, the resolved plan, the data actually used (with the test split's
+        fingerprint), versions and device."""
+        fingerprint = data.test_fingerprint(self.arrays.test_x, self.arrays.test_y, self.info)
         runs.write_json(Path(run_dir) / "config.json", {**to_dict(self.config), "plan": self.plan.to_dict(),
-                                                       "data_info": self.info.__dict__, "environment": environment()})
+                                                       "data_info": self.info.__dict__, "test_data": fingerprint,
+                                                       "environment": environment()})
 
     def run(self, run_dir, resume=False, extra_callbacks=()):
         """Train into ``run_dir``; returns the summary dict (also summary.json).
