@@ -201,6 +201,32 @@ class Cluster:
                 process.wait()
 
 
+def send_garbage(address):
+    """What a stranger on the chief's port might send: bytes that are no gRPC at all, then well-formed
+    calls that do not fit (a trial for an unknown tuner, reports for trials that do not exist, a new
+    search space). Returns the status code of each call."""
+    import grpc
+    from keras_tuner.src import protos
+
+    host, port = address.rsplit(":", 1)
+    for size in (0, 7, 4096):
+        with socket.create_connection((host, int(port)), timeout=5) as raw:
+            raw.sendall(os.urandom(size))
+    stub, messages = cluster.connect(host, port), protos.get_service()
+    calls = [(stub.CreateTrial, messages.CreateTrialRequest(tuner_id="stranger")),
+             (stub.UpdateTrial, messages.UpdateTrialRequest(trial_id="0", metrics={"test_accuracy": 1.0})),
+             (stub.EndTrial, messages.EndTrialRequest(trial=protos.get_proto().Trial(trial_id="0"))),
+             (stub.UpdateSpace, messages.UpdateSpaceRequest())]
+    codes = []
+    for call, request in calls:
+        try:
+            call(request, timeout=10)
+            codes.append("OK")
+        except grpc.RpcError as e:
+            codes.append(e.code().name)
+    return codes
+
+
 def _results(out):
     with (Path(out) / "results.csv").open() as f:
         return [{k: v for k, v in row.items() if k not in WALL_CLOCK} for row in csv.DictReader(f)]
@@ -218,11 +244,15 @@ def test_a_chief_and_two_workers_finish_a_sweep_as_one_machine_does(data_root, t
     machines = Cluster(sweep, tmp_path / "shared", tmp_path, *flags)
     started = time.monotonic()
     try:
-        for name in ("chief", "w0", "w1"):  # all at once: the workers wait for the chief
+        machines.start("chief")
+        machines.wait_for("chief", lambda: "chief: serving the oracle" in machines.log("chief"))
+        refusals = send_garbage(machines.command[-1])  # before any worker: nothing may stick
+        for name in ("w0", "w1"):
             machines.start(name)
         machines.finish()
     finally:
         machines.stop()
+    assert refusals == ["INVALID_ARGUMENT"] * 4, refusals
     seconds = time.monotonic() - started
     timeline = cluster.read_timeline(tmp_path / "shared")
     ran = _ran(timeline)
@@ -280,3 +310,61 @@ def test_a_worker_killed_mid_entry_resumes_it_when_started_again(data_root, tmp_
     with (run / "history.csv").open() as f:
         assert [row["epoch"] for row in csv.DictReader(f)] == [str(e) for e in range(20)]  # each epoch once
     assert [r["status"] for r in _results(out)] == ["completed", "completed"]
+
+
+# --------------------------------------------------------------------------- the chief's service
+
+
+class _Refused(Exception):
+    """What ``context.abort`` raises in gRPC: the call ends with a status."""
+
+
+class _Context:
+    def abort(self, code, details):
+        self.code, self.details = code, details
+        raise _Refused(details)
+
+
+def test_the_chiefs_service_refuses_what_does_not_fit_and_is_never_left_locked(oracle, tmp_path):
+    """Strangers' and malformed calls are refused before the oracle sees them; a call that fails inside
+    the oracle (keras-tuner's lock has no ``finally``) does not leave the oracle locked for the chief."""
+    import threading
+    import types
+
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.engine import oracle as oracle_module
+
+    from tf_assign2.experiments.oracle_service import guarded_servicer_class
+
+    chief = oracle()
+    live = {"w0"}
+    service = guarded_servicer_class()(chief, admit=lambda worker: worker in live)
+    messages = protos.get_service()
+
+    def refused(call, request, needle):
+        context = _Context()
+        with pytest.raises(_Refused):
+            getattr(service, call)(request, context)
+        assert context.code == grpc.StatusCode.INVALID_ARGUMENT and needle in context.details
+
+    refused("CreateTrial", messages.CreateTrialRequest(tuner_id="stranger"), "not a worker of this chief")
+    refused("CreateTrial", messages.CreateTrialRequest(tuner_id="w0\n; rm -rf"), "not a worker")
+    refused("UpdateTrial", messages.UpdateTrialRequest(trial_id="nope", metrics={"x": 1.0}), "no running trial 'nope'")
+    refused("EndTrial", messages.EndTrialRequest(trial=protos.get_proto().Trial(trial_id="nope")), "no running trial")
+    refused("GetTrial", messages.GetTrialRequest(trial_id="nope"), "no trial 'nope'")
+    refused("UpdateSpace", messages.UpdateSpaceRequest(), "the search space is the chief's")
+    assert chief.ongoing_trials == {} and chief.trials == {}  # the oracle never saw any of it
+
+    trial = service.CreateTrial(messages.CreateTrialRequest(tuner_id="w0"), _Context()).trial
+    assert trial.status == protos.get_proto().TrialStatus.Value("RUNNING") and list(chief.ongoing_trials) == ["w0"]
+
+    def broken(*args, **kwargs):  # a failure inside the oracle, under keras-tuner's lock
+        raise KeyError("inside")
+
+    chief.update_trial = types.MethodType(oracle_module.synchronized(broken), chief)
+    refused("UpdateTrial", messages.UpdateTrialRequest(trial_id=trial.trial_id, metrics={}), "refused: KeyError")
+    progress = threading.Thread(target=chief.progress, daemon=True)  # the chief's own next call of the oracle
+    progress.start()
+    progress.join(timeout=5)
+    assert not progress.is_alive(), "the oracle stayed locked after a failed call"

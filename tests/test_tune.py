@@ -90,12 +90,15 @@ def test_typo_in_space_is_one_line_exit_2_and_no_project(data_root, tmp_path, cl
     "chief, worker, environ, expected",
     [
         (None, None, {}, ("standalone", {})),
-        ("0.0.0.0:8000", None, {}, ("chief", {"KERASTUNER_ORACLE_IP": "0.0.0.0", "KERASTUNER_ORACLE_PORT": "8000",
-                                              "KERASTUNER_TUNER_ID": "chief"})),
+        ("127.0.0.1:8000", None, {}, ("chief", {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": "8000",
+                                                "KERASTUNER_TUNER_ID": "chief"})),
+        ("localhost:8000", None, {}, ("chief", {"KERASTUNER_ORACLE_IP": "localhost", "KERASTUNER_ORACLE_PORT": "8000",
+                                                "KERASTUNER_TUNER_ID": "chief"})),
         ("10.0.0.1:8000", "tuner3", {}, ("worker", {"KERASTUNER_ORACLE_IP": "10.0.0.1", "KERASTUNER_ORACLE_PORT": "8000",
                                                    "KERASTUNER_TUNER_ID": "tuner3"})),
         (None, "tuner1", {"KERASTUNER_ORACLE_IP": "h", "KERASTUNER_ORACLE_PORT": "9"}, ("worker", {"KERASTUNER_TUNER_ID": "tuner1"})),
-        (None, None, {"KERASTUNER_ORACLE_IP": "h", "KERASTUNER_ORACLE_PORT": "9", "KERASTUNER_TUNER_ID": "chief"}, ("chief", {})),
+        (None, None, {"KERASTUNER_ORACLE_IP": "::1", "KERASTUNER_ORACLE_PORT": "9", "KERASTUNER_TUNER_ID": "chief"},
+         ("chief", {})),
         (None, None, {"KERASTUNER_ORACLE_IP": "h", "KERASTUNER_ORACLE_PORT": "9", "KERASTUNER_TUNER_ID": "t0"}, ("worker", {})),
     ],
 )
@@ -110,6 +113,11 @@ def test_distributed_roles(chief, worker, environ, expected):
         ("8000", None, {}, "--chief 8000: expected HOST:PORT"),
         ("host:80000", None, {}, "expected a port number"),
         ("host:8000", "chief2", {}, "without 'chief'"),
+        # The oracle has no authentication: a chief listens on this machine only, workers come through SSH tunnels.
+        ("0.0.0.0:8000", None, {}, "--chief 0.0.0.0:8000: the chief's port has no authentication, so it listens"),
+        ("10.0.0.1:8000", None, {}, "give 127.0.0.1:PORT, and let workers elsewhere reach it through an SSH tunnel"),
+        (None, None, {"KERASTUNER_ORACLE_IP": "h", "KERASTUNER_ORACLE_PORT": "9", "KERASTUNER_TUNER_ID": "chief"},
+         "--chief h:9: the chief's port has no authentication"),
         (None, None, {"KERASTUNER_ORACLE_IP": "h"}, "KERASTUNER_ORACLE_PORT and KERASTUNER_TUNER_ID is not"),
     ],
 )

@@ -10,7 +10,8 @@ def parser():
     p = ArgumentParser(
         prog="python -m tf_assign2.evaluate",
         description="Evaluate an exported model (a run directory, a saved_model/ folder, or a model.onnx or "
-        "model.tflite file) on a test split.",
+        "model.tflite file) on a test split. A SavedModel is a program that this runs: evaluate only models "
+        "you trust (docs/export.md).",
     )
     p.add_argument("path", help="run directory, SavedModel directory, or .onnx / .tflite file")
     add_data_flags(p, names=TEST_DATA_SETTINGS)

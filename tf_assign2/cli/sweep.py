@@ -24,7 +24,8 @@ def parser():
         "several machines (keras-tuner chief/worker over gRPC; --out on a filesystem every machine shares)")
     g.add_argument("--chief", metavar="HOST:PORT", default=None,
                    help="the chief's address; alone: run as the chief, which hands out the entries and writes the "
-                        "results (bind a private address, e.g. 10.0.0.1:8000, or 127.0.0.1 with SSH tunnels)")
+                        "results, listening on this machine only (127.0.0.1:PORT; workers elsewhere reach it through "
+                        "an SSH tunnel, docs/experiments.md)")
     g.add_argument("--worker", metavar="ID", default=None,
                    help="run as a worker with this ID (e.g. w0): train the entries the chief hands out")
     return p

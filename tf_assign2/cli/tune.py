@@ -35,7 +35,8 @@ def build_parser():
     g.add_argument("--overwrite", action="store_true", help="delete the project and start the search again")
     g = parser.add_argument_group("distributed (keras-tuner chief/worker over gRPC)")
     g.add_argument("--chief", metavar="HOST:PORT", default=None,
-                   help="the chief's address; alone: run as the chief (bind e.g. 0.0.0.0:8000)")
+                   help="the chief's address; alone: run as the chief, listening on this machine only "
+                   "(127.0.0.1:PORT; workers elsewhere reach it through an SSH tunnel, docs/experiments.md)")
     g.add_argument("--worker", metavar="ID", default=None, help="run as a worker with this ID (e.g. tuner0)")
     add_data_flags(parser)
     g = parser.add_argument_group("fixed training settings (not searched; the best model's run uses them too)")

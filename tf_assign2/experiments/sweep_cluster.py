@@ -1,9 +1,10 @@
 """One sweep over several machines: keras-tuner's oracle hands out the entries, workers train them.
 
-    # machine A, the chief: serves the entries, trains nothing, writes the results at the end
-    python -m tf_assign2.sweep SWEEP.yaml --out /shared/sweeps/x --chief 10.0.0.1:8000
-    # machines B, C, ...: one worker each (unique IDs), the same command otherwise
-    python -m tf_assign2.sweep SWEEP.yaml --out /shared/sweeps/x --chief 10.0.0.1:8000 --worker w0
+    # machine A, the chief: serves the entries (on 127.0.0.1 only), trains nothing, writes the results
+    python -m tf_assign2.sweep SWEEP.yaml --out /shared/sweeps/x --chief 127.0.0.1:8000
+    # machines B, C, ...: one worker each (unique IDs), through an SSH tunnel to the chief's port
+    ssh -N -L 8000:127.0.0.1:8000 user@chief-host &
+    python -m tf_assign2.sweep SWEEP.yaml --out /shared/sweeps/x --chief 127.0.0.1:8000 --worker w0
 
 The sweep folder is on a filesystem every machine mounts at the same path; it is the state, as
 for a one-machine sweep (``experiments.sweep``): every entry is trained by ``tf_assign2.train`` into
@@ -40,8 +41,10 @@ Faults:
   under the entry's lock (``runs/<entry>/.lock``), so two workers never train one entry at once;
   the run folder's own lock (``runs.owned``) refuses a second resume too.
 
-The oracle has no authentication: whoever reaches its port can take or report entries. Bind it
-to a private interface, or to 127.0.0.1 with SSH tunnels (docs/experiments.md).
+The oracle has no authentication of its own, so the chief listens on a loopback address only
+(``--chief 127.0.0.1:PORT``) and workers on other machines reach it through SSH tunnels
+(docs/experiments.md); its service (``oracle_service.GuardedServicer``) refuses requests that do
+not fit the oracle's state, and tuner IDs that hold no worker lock, without wedging the chief.
 """
 
 import contextlib
@@ -279,11 +282,13 @@ def serve(oracle, host, port, cluster, poll=CHIEF_POLL_SECONDS, on_progress=None
 
     import grpc
     from keras_tuner.src import protos
-    from keras_tuner.src.distribute.oracle_chief import OracleServicer
+
+    from tf_assign2.experiments.oracle_service import guarded_servicer_class
 
     # No SO_REUSEPORT (gRPC's default on Linux): a second chief on the same port must fail, not share it.
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1), options=[("grpc.so_reuseport", 0)])
-    protos.get_service_grpc().add_OracleServicer_to_server(OracleServicer(oracle), server)
+    servicer = guarded_servicer_class()(oracle, admit=lambda worker: is_alive(cluster, worker))  # workers hold a lock
+    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     problem = port_problem(host, port)
     if problem is None:
@@ -292,8 +297,7 @@ def serve(oracle, host, port, cluster, poll=CHIEF_POLL_SECONDS, on_progress=None
         except RuntimeError as e:
             problem = str(e).split(";")[0]
     if problem:
-        raise UsageError(f"--chief {host}:{port}: cannot listen there ({problem}; the port may be taken, or {host} "
-                         "not an address of this machine: 0.0.0.0 listens on all of them)")
+        raise UsageError(f"--chief {host}:{port}: cannot listen there ({problem}; the port may be taken)")
     server.start()
     try:
         seen = None

@@ -385,7 +385,7 @@ def distribution(chief=None, worker=None, environ=None):
     if chief is not None:
         host, sep, port = chief.rpartition(":")
         if not sep or not host:
-            raise UsageError(f"--chief {chief}: expected HOST:PORT, e.g. 10.0.0.1:8000 (0.0.0.0:8000 on the chief)")
+            raise UsageError(f"--chief {chief}: expected HOST:PORT, e.g. 127.0.0.1:8000")
         env = {ORACLE_IP: host.strip("[]"), ORACLE_PORT: port, TUNER_ID: worker or "chief"}
     elif worker is not None:
         if ORACLE_IP not in environ or ORACLE_PORT not in environ:
@@ -404,7 +404,24 @@ def distribution(chief=None, worker=None, environ=None):
     tuner_id = merged[TUNER_ID]
     if worker is not None and ("chief" in worker or not re.fullmatch(r"[A-Za-z0-9_.-]+", worker)):
         raise UsageError(f"--worker {worker}: expected an ID of letters, digits, _ . - without 'chief' (e.g. tuner0)")
-    return ("chief" if "chief" in tuner_id else "worker"), env
+    role = "chief" if "chief" in tuner_id else "worker"
+    if role == "chief" and not is_loopback(merged[ORACLE_IP]):
+        raise UsageError(f"--chief {merged[ORACLE_IP]}:{port}: the chief's port has no authentication, so it listens "
+                         "on this machine only: give 127.0.0.1:PORT, and let workers elsewhere reach it through an "
+                         "SSH tunnel (ssh -N -L PORT:127.0.0.1:PORT chief-host; see docs/experiments.md)")
+    return role, env
+
+
+def is_loopback(host):
+    """True for an address only this machine can reach: 127.0.0.0/8, ::1 or localhost."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 # --------------------------------------------------------------------------- project directory
@@ -690,6 +707,10 @@ def _search(search, base, space, train, resume):
     if search.role == "chief":
         print(f"chief: serving the oracle on {os.environ[ORACLE_IP]}:{os.environ[ORACLE_PORT]}", flush=True)
 
+    if search.role == "chief":  # keras-tuner's own chief: serve its oracle through the guarded service
+        from tf_assign2.experiments.oracle_service import serve_guarded_in_keras_tuner
+
+        serve_guarded_in_keras_tuner()
     hypermodel = make_hypermodel(base, space, arrays, info, worker)
     tuner = make_tuner(search.tuner, hypermodel, search.project_dir, base.epochs, base.seed,
                        search.max_trials, search.initial_points, search.factor)
