@@ -98,24 +98,48 @@ def test_stopped_while_writing_a_backup_resumes_from_the_one_before(setup, monke
     _assert_equal_to_reference(setup, _resume(cfg, arrays, info, run_dir), run_dir)
 
 
-def test_stopped_during_export_finishes_the_export_without_retraining(setup, monkeypatch):
+def _strict_json(path):
+    """A JSON file that is JSON: NaN or Infinity (which Python's json writes by default) refused."""
+    def refuse(constant):
+        raise AssertionError(f"{path}: {constant} is not JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+@pytest.mark.parametrize("phase", ["test metrics", "export", "curves", "hparams"])
+def test_stopped_after_the_last_epoch_says_so_and_resume_finishes_without_retraining(setup, monkeypatch, phase):
+    """Ctrl-C in any step after the last epoch: summary.json says the run was interrupted (strict JSON,
+    no test figures), nothing is half-written under a final name, the backup stays; --resume trains
+    no epoch again, finishes what was left, and ends as the uninterrupted run did."""
+    from tf_assign2 import figures
+    from tf_assign2.training import trainer as trainer_module
+
     cfg, arrays, info, _ = setup
     trainer = Trainer(cfg, arrays, info)
     run_dir = trainer.new_run_dir()
 
-    def dies_half_way(model, config, info, run_dir):
-        (run_dir / ".model.tmp.keras").write_bytes(b"half a model")
+    def dies_half_way(*args, **kwargs):
+        if phase == "export":
+            (run_dir / ".model.tmp.keras").write_bytes(b"half a model")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(export, "save_all", dies_half_way)
-    with pytest.raises(KeyboardInterrupt):
-        trainer.run(run_dir)
+    owner, name = {"test metrics": (Trainer, "plain_test_metrics"), "export": (export, "save_all"),
+                   "curves": (figures, "plot_curves"), "hparams": (trainer_module, "write_hparams")}[phase]
+    monkeypatch.setattr(owner, name, dies_half_way)
+    summary = trainer.run(run_dir)
     monkeypatch.undo()
-    assert not (run_dir / "summary.json").exists() and not (run_dir / "model.keras").exists()
-    assert loop.latest_intact(run_dir / "backup") == EPOCHS
+    assert summary["status"] == "interrupted" and summary["interrupted_after_training"] is True
+    assert _strict_json(run_dir / "summary.json") == json.loads(json.dumps(summary))
+    assert summary["epochs_completed"] == EPOCHS and loop.latest_intact(run_dir / "backup") == EPOCHS
+    assert summary["test_accuracy"] is None  # an interrupted run claims no test figures
+    if phase in ("test metrics", "export"):
+        assert not (run_dir / "model.keras").exists()
     trained = _history(run_dir)
-    _assert_equal_to_reference(setup, _resume(cfg, arrays, info, run_dir), run_dir)
+    resumed = _resume(cfg, arrays, info, run_dir)
+    _assert_equal_to_reference(setup, resumed, run_dir)
     assert _history(run_dir) == trained  # no epoch was trained again
+    finished = _strict_json(run_dir / "summary.json")
+    assert finished["status"] == "completed" and finished["images_per_sec"] > 0  # from history.csv's epochs
 
 
 def test_a_damaged_newest_backup_falls_back_to_the_previous_epoch(setup):

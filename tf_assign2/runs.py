@@ -4,6 +4,7 @@ import contextlib
 import datetime
 import fcntl
 import json
+import math
 import os
 import shutil
 import socket
@@ -69,7 +70,21 @@ def _umask():
 
 
 def write_json(path, obj):
-    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    """``obj`` as strict JSON (NaN and infinities, which JSON has no words for, written as null), atomically."""
+    text = json.dumps(_finite(obj), indent=2, sort_keys=True, default=_jsonable, allow_nan=False)
+    write_atomic(path, text + "\n")
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # a NumPy scalar
+        return _finite(value.item())
+    return value
 
 
 def _jsonable(value):

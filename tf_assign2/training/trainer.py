@@ -221,8 +221,7 @@ class Trainer:
             "steps_per_execution": self.plan.steps_per_execution,
             "jit_compile": self.plan.jit,
             "train_seconds": round(train_seconds, 3),
-            "images_per_sec": round(throughput.images_per_sec(config.batch_size, len(self.arrays.train_y),
-                                                              self.steps_per_epoch), 1),
+            "images_per_sec": self.images_per_sec(throughput, history),
             "batch_size": config.batch_size,
             "parameters": model.count_params(),
             "final_train_loss": _last(history, "loss"),
@@ -232,24 +231,47 @@ class Trainer:
             "test_loss": None,
             "test_accuracy": None,
         }
-        if status == "completed":
-            plain = self.plain_test_metrics(model, callbacks, summary["epochs_completed"])
-            if config.tta == "none":
-                summary["test_loss"], summary["test_accuracy"] = plain
-            else:  # the augmented figure, and the one without test-time augmentation to compare
-                summary["test_loss"], summary["test_accuracy"] = self.test_metrics(model)
-                summary["test_loss_no_tta"], summary["test_accuracy_no_tta"] = plain
-            if config.export:
-                if self.plan.precision != "float32" and export.installed_formats():
-                    summary.update(self.float32_test_metrics(model))  # what the ONNX/LiteRT files will reproduce
-                export.save_all(model, config, self.info, run_dir)
-        if history:
-            figures.plot_curves(history, run_dir / "curves.png", title=run_dir.name)
-        write_hparams(run_dir / "tensorboard", config, summary)
+        try:
+            if status == "completed":
+                self.score_and_export(model, callbacks, summary, run_dir)
+            if history:
+                figures.plot_curves(history, run_dir / "curves.png", title=run_dir.name)
+            write_hparams(run_dir / "tensorboard", config, summary)
+        except KeyboardInterrupt:  # after the last epoch: the backup stays, --resume finishes what is left
+            status = summary["status"] = "interrupted"
+            summary["interrupted_after_training"] = True
+            summary.update({key: None for key in summary if key.startswith("test_")})  # the resume scores it
         runs.write_json(run_dir / "summary.json", summary)
         if status != "interrupted":  # the run is final: its backup has served (kept until summary.json is written)
             shutil.rmtree(backup_dir, ignore_errors=True)
         return summary
+
+    def score_and_export(self, model, callbacks, summary, run_dir):
+        """After the last epoch: the test metrics (with and without ``--tta``), then model.keras and the
+        SavedModel (and the float32 figures their ONNX/LiteRT copies reproduce), into ``summary``."""
+        config = self.config
+        plain = self.plain_test_metrics(model, callbacks, summary["epochs_completed"])
+        if config.tta == "none":
+            summary["test_loss"], summary["test_accuracy"] = plain
+        else:  # the augmented figure, and the one without test-time augmentation to compare
+            summary["test_loss"], summary["test_accuracy"] = self.test_metrics(model)
+            summary["test_loss_no_tta"], summary["test_accuracy_no_tta"] = plain
+        if config.export:
+            if self.plan.precision != "float32" and export.installed_formats():
+                summary.update(self.float32_test_metrics(model))  # what the ONNX/LiteRT files will reproduce
+            export.save_all(model, config, self.info, run_dir)
+
+    def images_per_sec(self, throughput, history):
+        """Training images/s: of the epochs this process trained, else (a resume that only finishes the
+        export) of the epochs history.csv records; None when no epoch was timed."""
+        images = len(self.arrays.train_y)
+        rate = throughput.images_per_sec(self.config.batch_size, images, self.steps_per_epoch)
+        if not math.isfinite(rate):
+            seconds = [s for s in history.get("epoch_seconds", []) if math.isfinite(s) and s > 0]
+            steady = seconds[1:] or seconds
+            rate = float(np.median([min(self.steps_per_epoch * self.config.batch_size, images) / s for s in steady])) \
+                if steady else float("nan")
+        return round(rate, 1) if math.isfinite(rate) else None
 
     def run_callbacks(self, run_dir, throughput, resume, start_epoch=0):
         """The callbacks of a whole run, in the order they must run (see each class)."""
