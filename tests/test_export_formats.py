@@ -45,7 +45,7 @@ def test_training_writes_the_formats_only_with_the_export_extra(monkeypatch):
 
 def test_evaluate_refuses_missing_and_damaged_files(tmp_path, cli):
     done = cli("tf_assign2.evaluate", tmp_path / "model.tflite")
-    assert done.returncode == 2 and "no such file" in done.stderr
+    assert done.returncode == 2 and "model.tflite: cannot read (No such file or directory)" in done.stderr
     (tmp_path / "model.tflite").write_bytes(b"not a flatbuffer at all")
     done = cli("tf_assign2.evaluate", tmp_path / "model.tflite", "--dataset", "mnist")
     lines = done.stderr.strip().splitlines()

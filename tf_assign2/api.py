@@ -294,18 +294,25 @@ def open_run(path):
 
 def load_model(run_dir):
     """A run's model.keras (logits out), in Keras' safe mode; a clear error if it has none or is damaged."""
+    import zipfile
+
+    from tf_assign2 import files
     from tf_assign2.training.startup import start_tensorflow
 
     path = Path(run_dir) / "model.keras"
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise UsageError(f"{run_dir}: no model.keras (did the run diverge or get interrupted?)")
+    files.check_regular(path, "")
+    if not zipfile.is_zipfile(path):  # Keras would call a truncated file "not found"
+        raise UsageError(f"{path}: not a .keras file (a .keras file is a zip archive; this one is damaged or "
+                         "truncated)")
     start_tensorflow()
     import keras
 
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
-    except (OSError, ValueError, TypeError) as e:
-        raise UsageError(f"{path}: cannot load ({str(e).splitlines()[0][:200]})") from None
+    except Exception as e:  # a damaged archive inside: Keras raises many types
+        raise UsageError(f"{path}: cannot load ({(str(e).splitlines() or [type(e).__name__])[0][:200]})") from None
 
 
 # --------------------------------------------------------------------------- evaluate, visualize, export

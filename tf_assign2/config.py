@@ -307,6 +307,9 @@ def check_value(name, value, where=None):
     where = where or flag_name(name)
     if value is None and DEFAULTS[name] is None:
         return None
+    if isinstance(value, (list, tuple, dict)) and rule.kind is not tuple:
+        kind = "a mapping" if isinstance(value, dict) else f"a list ({_text(value)})"
+        raise UsageError(f"{where} {kind}: expected one value, {rule.describe()}")
     problem = _problem(name, rule, value)
     if problem:
         raise UsageError(f"{where} {_text(value)}: expected {problem}")
@@ -315,6 +318,11 @@ def check_value(name, value, where=None):
     if rule.kind is tuple:
         return tuple(value)
     return value
+
+
+def _given(value):
+    """A value as its flag says it: on/off for a switch."""
+    return _show(value) if isinstance(value, bool) else _text(value)
 
 
 def _text(value):
@@ -409,7 +417,28 @@ def build(task, *layers):
         if length in given and "epochs" in given:
             raise UsageError(f"{flag_name(length)} and --epochs both given: {flag_name(length)} sets the run's "
                              "length instead of --epochs; use one")
-    return validate(Config(**values))
+    config = validate(Config(**values))
+    check_read(config)
+    return config
+
+
+def check_read(config):
+    """Refuse a setting given a value that nothing in this run reads: a model setting the chosen model
+    does not read (``mnist --batchnorm``), an optimizer setting the chosen optimizer does not read
+    (``--momentum 0.5`` with Adam). Such a value would be recorded in config.json as if it applied.
+    A value equal to the default is the default, and passes (a shared sweep or --config file may set it)."""
+    for name in SETTINGS:
+        value = getattr(config, name)
+        if value == _default_of(config, name):
+            continue
+        if ignored_by_model(config.model, name):
+            readers = [m for m, spec in MODELS.items() if name in spec.settings]
+            raise UsageError(f"{flag_name(name)} {_given(value)}: the {config.model} model does not read it (it is a "
+                             f"setting of {', '.join(readers) or 'no model'}); drop it, or choose such a model")
+        readers = [o for o, spec in OPTIMIZERS.items() if name in spec.settings]
+        if readers and config.optimizer not in readers:
+            raise UsageError(f"{flag_name(name)} {_given(value)}: --optimizer {config.optimizer} does not read it "
+                             f"(only {', '.join(readers)} does); drop it, or choose that optimizer")
 
 
 def file_values(values, where):
@@ -468,11 +497,9 @@ def read_yaml(path, what="--config"):
     """
     import yaml
 
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(YAML_MAX_BYTES + 1)
-    except OSError as e:
-        raise UsageError(f"{what} {path}: cannot read ({e.strerror or e})") from None
+    from tf_assign2.files import read_bytes
+
+    raw = read_bytes(path, f"{what} ", limit=YAML_MAX_BYTES)
     if len(raw) > YAML_MAX_BYTES:
         raise UsageError(f"{what} {path}: larger than {YAML_MAX_BYTES:,} bytes; expected a short YAML file")
     try:
@@ -481,7 +508,7 @@ def read_yaml(path, what="--config"):
         raise UsageError(f"{what} {path}: not UTF-8 text (byte {e.start})") from None
     try:
         _check_yaml_tokens(yaml.scan(text), path, what)
-        values = yaml.safe_load(text)
+        values = yaml.load(text, Loader=_unique_key_loader())
     except yaml.YAMLError as e:
         raise UsageError(f"{what} {path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if values is None:
@@ -489,6 +516,29 @@ def read_yaml(path, what="--config"):
     if not isinstance(values, dict):
         raise UsageError(f"{what} {path}: expected a mapping of settings at the top level")
     return values
+
+
+def _unique_key_loader():
+    """PyYAML's safe loader, refusing a mapping that names a key twice (PyYAML keeps the last silently)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            lines = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    if key in lines:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"key {_quoted(key)} appears twice (lines {lines[key]} and {line}); keep one",
+                            key_node.start_mark)
+                    lines[key] = line
+                except TypeError:  # an unhashable key: PyYAML's own error follows
+                    continue
+            return super().construct_mapping(node, deep)
+
+    return UniqueKeyLoader
 
 
 def _check_yaml_tokens(tokens, path, what):

@@ -97,9 +97,11 @@ def _jsonable(value):
 
 def read_json(path, expect=dict):
     """A JSON file of ours, which must hold an ``expect`` (an object by default); else one clear error."""
+    from tf_assign2.files import read_bytes
+
     try:
-        value = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:  # ValueError covers bad UTF-8 and bad JSON
+        value = json.loads(read_bytes(path, ""))
+    except ValueError as e:  # bad UTF-8 and bad JSON
         raise UsageError(f"{path}: cannot read JSON ({e})") from None
     if expect is not None and not isinstance(value, expect):
         raise UsageError(f"{path}: damaged (expected a JSON {expect.__name__}, found {type(value).__name__})")
@@ -107,7 +109,8 @@ def read_json(path, expect=dict):
 
 
 def is_run_dir(path):
-    return (Path(path) / "config.json").is_file()
+    """A folder with a config.json (of whatever kind: reading it says if it is not a file)."""
+    return os.path.lexists(Path(path) / "config.json")
 
 
 def timestamped_subdir(parent, prefix):

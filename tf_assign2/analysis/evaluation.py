@@ -20,12 +20,14 @@ TTA = ("none", "flip", "flip-shift")  # --tta: the views averaged at test time (
 
 
 def saved_model_path(path):
-    """A run directory or a SavedModel directory -> the SavedModel directory."""
+    """A run directory or a SavedModel directory -> the SavedModel directory (of regular files only)."""
+    from tf_assign2 import files
+
     path = Path(path)
-    if (path / "saved_model.pb").is_file():
-        return path
-    if (path / "saved_model" / "saved_model.pb").is_file():
-        return path / "saved_model"
+    for folder in (path, path / "saved_model"):
+        if (folder / "saved_model.pb").exists():
+            files.check_tree(folder, "")
+            return folder
     if (path / "config.json").is_file():
         raise UsageError(f"{path}: this run has no saved_model/ (did it diverge or get interrupted?)")
     raise UsageError(f"{path}: not a run directory or a SavedModel (no saved_model.pb)")
@@ -38,8 +40,9 @@ def model_path(path):
     """A run directory, a SavedModel directory, or a ``.onnx`` / ``.tflite`` file -> (path, format)."""
     path = Path(path)
     if path.suffix in EXPORT_SUFFIXES and not path.is_dir():
-        if not path.is_file():
-            raise UsageError(f"{path}: no such file")
+        from tf_assign2 import files
+
+        files.check_regular(path, "")  # missing, a named pipe, a link that loops: one line
         return path, EXPORT_SUFFIXES[path.suffix]
     return saved_model_path(path), "saved_model"
 

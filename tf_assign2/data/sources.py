@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tf_assign2 import files
 from tf_assign2.data import png
 from tf_assign2.errors import UsageError
 
@@ -101,7 +102,14 @@ def source_help():
 
 
 def _class_folders(split_dir):
-    """Class folders of one split, checked to be named 0..K-1."""
+    """Class folders of one split, checked to be named 0..K-1; a link among them that leads nowhere
+    (a loop, a missing target) is named as such rather than taken for a wrongly named class."""
+    for entry in split_dir.iterdir():
+        if entry.is_symlink() and not entry.exists():
+            try:
+                os.stat(entry)
+            except OSError as e:
+                raise UsageError(f"{entry}: {files.describe_error(e)}; expected a class folder") from None
     folders = [p for p in split_dir.iterdir() if p.is_dir()]
     if not folders:
         raise UsageError(f"{split_dir}: no class folders; expected folders named 0..K-1 holding PNG images")
@@ -120,8 +128,9 @@ def _png_files(class_dir, limit):
     and a stat per entry cost about 0.3 s, a third of the whole decode.
     """
     with os.scandir(class_dir) as entries:
-        # Every *.png entry is read, so an unreadable one (a dangling link, no permission) is an error.
-        names = [e.name for e in entries if not e.is_dir()]
+        # Every *.png entry is read, so an unreadable one (a dangling link, no permission, a folder or a
+        # named pipe by that name) is an error; other folders are not images and are passed over.
+        names = [e.name for e in entries if not _is_folder(e) or e.name.lower().endswith(".png")]
     files = sorted(n for n in names if n.lower().endswith(".png"))
     others = [n for n in names if not n.lower().endswith(".png")]
     if others:
@@ -135,12 +144,16 @@ def _png_files(class_dir, limit):
     return [os.path.join(class_dir, n) for n in files]
 
 
-def _read_file(path):
+def _is_folder(entry):
+    """``entry.is_dir()``, False for a link that leads nowhere (reading it then says why)."""
     try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise UsageError(f"{path}: cannot read file ({e.strerror or e})") from None
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _read_file(path):
+    return files.read_bytes(path, "")
 
 
 MAX_PIXELS = 1 << 24  # 4096 x 4096: far above the assignment's 28 x 28, far below what exhausts memory
@@ -241,7 +254,7 @@ def read_png_layout(root, ntrain=None, ntest=None, mode="L"):
 
 def _idx_path(folder, stem):
     for name in (stem, stem + ".gz"):
-        if (folder / name).is_file():
+        if os.path.lexists(folder / name):  # whatever it is: reading it says if it is no file
             return folder / name
     raise UsageError(f"{folder}: missing {stem}[.gz]; expected MNIST idx files")
 
@@ -249,8 +262,8 @@ def _idx_path(folder, stem):
 def read_idx(path, expected_magic):
     """Read an idx file (optionally gzipped) -> uint8 array; validates magic number and size."""
     path = Path(path)
+    raw = files.read_bytes(path, "")
     try:
-        raw = path.read_bytes()
         if path.suffix == ".gz":
             raw = gzip.decompress(raw)
     except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:

@@ -43,10 +43,18 @@ CELL_NAMES = CELL_TITLES
 
 
 def find_run_dirs(folder):
-    """Run directories under ``folder`` (any depth), oldest first; never looks inside a run."""
-    found, stack = [], [Path(folder)]
+    """Run directories under ``folder`` (any depth), oldest first; never looks inside a run. Each folder
+    is visited once, however symbolic links lead back to it (a link to a parent ended no walk)."""
+    found, stack, seen = [], [Path(folder)], set()
     while stack:
         here = stack.pop()
+        try:
+            identity = (here.stat().st_dev, here.stat().st_ino)
+        except OSError:  # a link that leads nowhere
+            continue
+        if identity in seen:
+            continue
+        seen.add(identity)
         if runs.is_run_dir(here):
             found.append(here)
             continue

@@ -1,0 +1,209 @@
+"""Hostile and careless input, by category: each category's cases are generated (every combination, or
+hypothesis), and every case ends in one line on stderr, exit code 2, no traceback and nothing left
+behind - or, where the input is legitimate, in the right result.
+
+Categories: special files and loops where files or folders are expected; settings that nothing reads;
+duplicate keys; a list where one value belongs."""
+
+import contextlib
+import itertools
+import os
+import shutil
+import signal
+import socket
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tf_assign2 import api
+from tf_assign2 import config as schema
+from tf_assign2.errors import UsageError
+from tf_assign2.models import MODELS
+
+CASES = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@contextlib.contextmanager
+def no_hang(seconds=20):
+    """Fail, rather than wait forever, if the call inside blocks (on a named pipe, in a loop)."""
+    def timeout(signum, frame):
+        raise AssertionError(f"still running after {seconds} s: it hangs")
+
+    previous = signal.signal(signal.SIGALRM, timeout)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def one_line_refusal(done, *needles):
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    assert "Traceback" not in done.stderr and all(n in lines[0] for n in needles), (lines[0], needles)
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- special files and loops
+
+
+def make_special(path, kind):
+    """``path`` made into something that is not a regular file; returns the words its refusal uses."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+        return "named pipe"
+    if kind == "folder":
+        path.mkdir()
+        return "folder"
+    if kind == "loop":
+        os.symlink(path.name, path)  # a link to itself
+        return "leads to itself"
+    if kind == "socket":
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(str(path))
+        server.close()
+        return "socket"
+    raise ValueError(kind)
+
+
+def copy_layout(source, target, per_class=3):
+    for split in ("Train", "Test"):
+        for label in range(10):
+            folder = target / split / str(label)
+            folder.mkdir(parents=True)
+            for name in sorted(os.listdir(source / split / str(label)))[:per_class]:
+                shutil.copy(source / split / str(label) / name, folder / name)
+    return target
+
+
+SLOTS = ("--config file", "sweep file", "search space", "an image", "an idx file", "an exported model",
+         "a run's config.json")
+KINDS = ("fifo", "folder", "loop", "socket")
+
+
+@pytest.mark.parametrize("slot, kind", list(itertools.product(SLOTS, KINDS)))
+def test_a_special_file_where_a_file_belongs_is_refused_in_one_line_without_waiting(slot, kind, data_root, tmp_path,
+                                                                                   cli):
+    """A named pipe would block the reader until a writer came; a folder, a socket or a link to itself
+    is no file either. Each is named for what it is, wherever a file is read."""
+    runs_dir = tmp_path / "runs"
+    common = ("--epochs", "1", "--runs-dir", runs_dir)
+    if slot == "an image":
+        layout = copy_layout(data_root / "CIFAR10", tmp_path / "layout")
+        target = layout / "Train" / "4" / "Image00001.png"
+        target.unlink()
+        words = make_special(target, kind)
+        command = ("tf_assign2.cifar", "--data-dir", layout, *common)
+    elif slot == "an idx file":
+        layout = tmp_path / "idx"
+        layout.mkdir()
+        for name in ("train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+            (layout / name).write_bytes(b"")
+        target = layout / "train-images-idx3-ubyte"
+        words = make_special(target, kind)
+        command = ("tf_assign2.mnist", "--data-dir", layout, *common)
+    elif slot == "a run's config.json":
+        target = tmp_path / "run" / "config.json"
+        words = make_special(target, kind)
+        command = ("tf_assign2.cifar", "--resume", target.parent)
+    else:
+        target = tmp_path / {"--config file": "c.yaml", "sweep file": "s.yaml", "search space": "space.yaml",
+                             "an exported model": "model.tflite"}[slot]
+        words = make_special(target, kind)
+        command = {"--config file": ("tf_assign2.cifar", "--config", target, *common),
+                   "sweep file": ("tf_assign2.sweep", target, "--out", tmp_path / "out"),
+                   "search space": ("tf_assign2.tune", "cifar", "--space", target, "--directory", tmp_path / "tune"),
+                   "an exported model": ("tf_assign2.evaluate", target)}[slot]
+    if kind == "folder" and slot == "an exported model":
+        words = "not a run directory or a SavedModel"  # a folder named model.tflite is a folder to look into
+    with no_hang():
+        done = cli(*command)
+    one_line_refusal(done, words)
+    assert not runs_dir.exists() and not (tmp_path / "out").exists() and not (tmp_path / "tune").exists()
+
+
+def test_folder_walks_end_however_links_loop(data_root, tmp_path, cli, cifar_run):
+    """A folder of runs holding links back to itself (the report walks it), and a class folder that is a
+    link to itself (named as such, not as a wrongly named class)."""
+    runs_dir = tmp_path / "runs"
+    shutil.copytree(cifar_run.run_dir, runs_dir / "a" / cifar_run.run_dir.name)
+    os.symlink("..", runs_dir / "a" / "up")
+    os.symlink(runs_dir, runs_dir / "a" / "again")
+    with no_hang(60):
+        done = cli("tf_assign2.report", runs_dir, "--out", tmp_path / "report")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "report" / "REPORT.md").read_text().count(f"| {cifar_run.run_dir.name} |") == 1
+    layout = copy_layout(data_root / "CIFAR10", tmp_path / "layout")
+    shutil.rmtree(layout / "Train" / "7")
+    os.symlink("7", layout / "Train" / "7")
+    with no_hang():
+        one_line_refusal(cli("tf_assign2.cifar", "--data-dir", layout, "--runs-dir", tmp_path / "r"),
+                         "Train/7: a symbolic link that leads to itself; expected a class folder")
+
+
+# --------------------------------------------------------------------------- accepted but ignored
+
+
+def unread_settings():
+    """(model, setting) pairs of every built-in model and each model setting it does not read."""
+    model_settings = [n for n, s in schema.SETTINGS.items() if s.group == "model" and n != "model"]
+    return [(m, n) for m in ("lenet5", "rnn") for n in model_settings if n not in MODELS[m].settings]
+
+
+def other_value(name):
+    """A valid value of setting ``name`` other than its default."""
+    rule, default = schema.SETTINGS[name], schema.DEFAULTS[name]
+    if rule.kind is bool:
+        return st.just(not default)
+    if rule.choices is not None:
+        return st.sampled_from([c for c in rule.choices if c != default])
+    if name == "conv_filters":
+        return st.tuples(st.integers(1, 64), st.integers(1, 64)).filter(lambda v: v != default)
+    return st.integers(int(rule.low), int(min(rule.high, rule.low + 500))).filter(lambda v: v != default)
+
+
+@CASES
+@given(data=st.data())
+def test_a_setting_nothing_reads_is_refused_not_recorded(data):
+    """``mnist --batchnorm`` (the RNN has no batch normalisation), ``--units 64`` on LeNet5, ``--momentum``
+    with Adam: the value would be recorded in config.json as if it applied. Refused, naming what reads it."""
+    model, name = data.draw(st.sampled_from(unread_settings()))
+    if name == "use_cudnn":
+        return  # a kernel choice, read by every model with cuDNN layers; LeNet5 has none to choose
+    value = data.draw(other_value(name))
+    task = data.draw(st.sampled_from(schema.TASKS))
+    with pytest.raises(UsageError, match=f"{schema.flag_name(name)} .*: the {model} model does not read it"):
+        api.settings(task, model=model, **{name: value})
+    momentum = data.draw(st.floats(0, 0.99).filter(lambda v: v != 0.9))
+    optimizer = data.draw(st.sampled_from([o for o in ("adam", "sgd", "rmsprop", "adagrad", "adamw")]))
+    with pytest.raises(UsageError, match=f"--momentum .*: --optimizer {optimizer} does not read it"):
+        api.settings(task, optimizer=optimizer, momentum=momentum)
+    assert api.settings(task, optimizer="momentum", momentum=momentum).momentum == momentum  # where it is read
+
+
+@CASES
+@given(keys=st.lists(st.sampled_from(["epochs", "lr", "seed", "batch_size", "optimizer"]), min_size=1, max_size=5,
+                     unique=True),
+       twice=st.data(), flow=st.booleans())
+def test_a_key_given_twice_is_refused_not_silently_overwritten(tmp_path, keys, twice, flow):
+    values = {"epochs": "3", "lr": "0.01", "seed": "2", "batch_size": "25", "optimizer": "sgd"}
+    repeated = twice.draw(st.sampled_from(keys))
+    order = keys + [repeated]
+    text = ("{" + ", ".join(f"{k}: {values[k]}" for k in order) + "}\n") if flow else \
+        "".join(f"{k}: {values[k]}\n" for k in order)
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(UsageError, match=f"key '{repeated}' appears twice"):
+        schema.read_yaml(path)
+
+
+@CASES
+@given(data=st.data())
+def test_a_list_where_one_value_belongs_says_so(data):
+    name = data.draw(st.sampled_from(["lr", "epochs", "batch_size", "optimizer", "seed", "label_smoothing"]))
+    value = data.draw(st.lists(st.sampled_from([0.1, 2, 3, "adam"]), min_size=1, max_size=3))
+    with pytest.raises(UsageError, match=r"a list \(.*\): expected one value, "):
+        api.settings("cifar", **{name: value})
