@@ -29,8 +29,10 @@ setup(
     ],
     extras_require={
         # nbclient, nbformat and ipykernel: the notebooks run in a real Jupyter kernel in the slow tier;
-        # pytest-xdist: the suite runs on two workers (python -m pytest -n 2).
-        "test": ["pytest", "pytest-xdist", "hypothesis", "ruff", "nbclient", "nbformat", "ipykernel"],
+        # pytest-xdist: the suite runs on two workers (python -m pytest -n 2); onnx and onnxruntime: hostile
+        # .onnx files are tried on the runtime (without tf2onnx, runs still write no ONNX file).
+        "test": ["pytest", "pytest-xdist", "hypothesis", "ruff", "nbclient", "nbformat", "ipykernel", "onnx",
+                 "onnxruntime"],
         "gpu": ["tensorflow[and-cuda]>=2.16"],
         # ONNX and LiteRT files beside the SavedModel (python -m tf_assign2.export; training runs write
         # them when these are installed) and the runtimes evaluate runs them on. LiteRT conversion is

@@ -207,3 +207,62 @@ def test_a_list_where_one_value_belongs_says_so(data):
     value = data.draw(st.lists(st.sampled_from([0.1, 2, 3, "adam"]), min_size=1, max_size=3))
     with pytest.raises(UsageError, match=r"a list \(.*\): expected one value, "):
         api.settings("cifar", **{name: value})
+
+
+# --------------------------------------------------------------------------- damaged or hostile model files
+
+
+MODEL_FILES = ("saved_model/saved_model.pb", "saved_model/variables/variables.index",
+               "saved_model/variables/variables.data-00000-of-00001", "model.keras")
+
+
+@settings(max_examples=16, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(part=st.sampled_from(MODEL_FILES), cut=st.floats(0.0, 0.98), garbage=st.booleans())
+def test_a_damaged_model_file_is_one_line_naming_it(cifar_run, tmp_path_factory, part, cut, garbage):
+    """Any file of a run's SavedModel or its model.keras, truncated anywhere or overwritten with bytes that
+    are no model: evaluate (the SavedModel) and export (model.keras) say which file in one line."""
+    from conftest import call_main
+
+    run_dir = shutil.copytree(cifar_run.run_dir, tmp_path_factory.mktemp("damaged") / "run")
+    path = run_dir / part
+    raw = path.read_bytes()
+    path.write_bytes(os.urandom(max(1, int(len(raw) * cut))) if garbage else raw[: int(len(raw) * cut)])
+    command = ("tf_assign2.export", run_dir, "--formats", "litert") if part == "model.keras" else \
+        ("tf_assign2.evaluate", run_dir, "--out", run_dir / "eval")
+    with no_hang(60), contextlib.redirect_stderr(stderr := __import__("io").StringIO()), \
+            contextlib.redirect_stdout(__import__("io").StringIO()):
+        code = call_main(*command)
+    lines = stderr.getvalue().strip().splitlines()
+    if code == 0:  # bytes that still load and run: only the SavedModel's data file can be hit so softly
+        assert part.endswith("variables.data-00000-of-00001") and garbage
+        return
+    assert code == 2 and len(lines) == 1 and "Traceback" not in stderr.getvalue(), (code, stderr.getvalue())
+    assert str(run_dir) in lines[0] and not (run_dir / "model.tflite").exists()
+
+
+def test_exported_files_that_are_no_model_or_ask_for_too_much_memory(tmp_path, cli):
+    (tmp_path / "model.tflite").write_bytes(os.urandom(500))
+    one_line_refusal(cli("tf_assign2.evaluate", tmp_path / "model.tflite"), "model.tflite: cannot load litert model")
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    (tmp_path / "random.onnx").write_bytes(os.urandom(500))
+    one_line_refusal(cli("tf_assign2.evaluate", tmp_path / "random.onnx"), "random.onnx: cannot load onnx model")
+    from onnx import TensorProto, helper
+
+    # images -> a 12 GB tensor -> probabilities: refused by the bounded arena, not by the machine's memory
+    ints = lambda name, values: helper.make_tensor(name, TensorProto.INT64, [len(values)], values)  # noqa: E731
+    nodes = [helper.make_node("ConstantOfShape", ["shape"], ["big"],
+                              value=helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])),
+             helper.make_node("ReduceSum", ["big"], ["sum"], keepdims=1),
+             helper.make_node("Reshape", ["images", "flat"], ["rows"]),
+             helper.make_node("Slice", ["rows", "start", "end", "axis"], ["ten"]),
+             helper.make_node("Add", ["ten", "sum"], ["probabilities"])]
+    graph = helper.make_graph(
+        nodes, "hostile", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["n", 28, 28, 1])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["n", 10])],
+        initializer=[ints("shape", [3_000_000_000]), ints("flat", [-1, 784]), ints("start", [0]), ints("end", [10]),
+                     ints("axis", [1])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "huge.onnx")
+    with no_hang(60):
+        line = one_line_refusal(cli("tf_assign2.evaluate", tmp_path / "huge.onnx"), "huge.onnx: cannot run")
+    assert "smaller than requested bytes" in line or "memory" in line.lower()

@@ -343,7 +343,7 @@ def evaluate(path, tta=None, out=None, **data):
         serve, input_shape, num_classes = ev.load_model(model_dir, fmt)
         test_x, test_y, info = datasets.load_test_split(cfg)
         ev.check_compatible(model_dir, input_shape, num_classes, info)
-        result = ev.evaluate(serve, test_x, test_y, num_classes, tta=cfg.tta)
+        result = ev.evaluate(serve, test_x, test_y, num_classes, tta=cfg.tta, where=str(model_dir))
         _compare_test_data(run_dir, test_x, test_y, info, result)
         out = Path(out) if out else runs.timestamped_subdir(run_dir or model_dir.parent, "eval")
         out.mkdir(parents=True, exist_ok=True)

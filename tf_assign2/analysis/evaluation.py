@@ -73,12 +73,11 @@ def load_model(path, fmt):
 def load_serving_function(path):
     """Load the SavedModel's ``serve`` endpoint; returns (function, input shape, num classes)."""
     import tensorflow as tf
-    from google.protobuf.message import DecodeError
 
     try:
         loaded = tf.saved_model.load(str(path))
-    except (OSError, ValueError, tf.errors.OpError, DecodeError) as e:  # missing, damaged or foreign files
-        raise UsageError(f"{path}: cannot load SavedModel ({(str(e).splitlines() or [type(e).__name__])[0][:200]})") from None
+    except Exception as e:  # missing, damaged (a truncated variables file: IndexError) or foreign files
+        raise UsageError(f"{path}: cannot load SavedModel ({_first_line(e)})") from None
     serve = getattr(loaded, "serve", None)
     if serve is None:
         raise UsageError(f"{path}: SavedModel has no 'serve' endpoint (not exported by tf_assign2?)")
@@ -88,7 +87,14 @@ def load_serving_function(path):
     return serve, tuple(spec.shape[1:]), int(output_spec.shape[-1]), loaded
 
 
-def predict(serve, images, batch_size=500):
+def _first_line(error):
+    """A runtime's error in one line of at most about 240 characters: its start and its end (where
+    ONNX Runtime, for one, says what it could not do)."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 240 else f"{text[:110]} ... {text[-120:]}"
+
+
+def predict(serve, images, batch_size=500, where="the exported model"):
     """Class probabilities for uint8 images, batch by batch, scaled like training (/ 255)."""
     import tensorflow as tf
 
@@ -97,8 +103,8 @@ def predict(serve, images, batch_size=500):
         batch = tf.constant(images[start : start + batch_size], dtype=tf.float32) / 255.0
         try:
             outputs.append(np.asarray(serve(batch)))
-        except tf.errors.OpError as e:  # variables that load but cannot be read (a damaged variables file)
-            raise UsageError(f"the SavedModel cannot run ({str(e).splitlines()[0][:200]})") from None
+        except Exception as e:  # variables that load but cannot be read, a runtime's failure, memory refused
+            raise UsageError(f"{where}: cannot run ({_first_line(e)})") from None
     return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
 
 
@@ -117,10 +123,10 @@ def confusion_matrix(labels, predictions, num_classes):
     return matrix
 
 
-def evaluate(serve, test_x, test_y, num_classes, tta="none"):
+def evaluate(serve, test_x, test_y, num_classes, tta="none", where="the exported model"):
     """Accuracy, loss and confusion matrix of a serving function on a test split, under test-time
     augmentation ``tta``; with one, also the accuracy and loss of the plain images (``*_no_tta``)."""
-    views = view_probabilities(lambda images: predict(serve, images), test_x, tta)
+    views = view_probabilities(lambda images: predict(serve, images, where=where), test_x, tta)
     probs = average(views)
     loss, accuracy = probability_metrics(probs, test_y)
     result = {

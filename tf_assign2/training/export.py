@@ -13,6 +13,7 @@ path still loads and runs on a CPU-only machine (cuDNN ops in a graph do not).
 installed, and by ``python -m tf_assign2.export RUN --formats onnx,litert`` on a finished run.
 """
 
+import functools
 import importlib.metadata
 import importlib.util
 import os
@@ -217,13 +218,31 @@ def tf_version():
 # --------------------------------------------------------------------------- running the files
 
 
+ONNX_MEMORY = 2 << 30  # bytes an ONNX file may allocate while it runs (a LeNet5 on 500 images needs ~100 MB)
+
+
+@functools.cache
+def _bounded_onnx_memory():
+    """ONNX Runtime's sessions of this process allocate from one arena of at most ``ONNX_MEMORY``: a file
+    declaring a tensor of gigabytes fails with an error instead of exhausting the machine's memory."""
+    import onnxruntime
+
+    info = onnxruntime.OrtMemoryInfo("Cpu", onnxruntime.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
+                                     onnxruntime.OrtMemType.DEFAULT)
+    onnxruntime.create_and_register_allocator(info, onnxruntime.OrtArenaCfg(ONNX_MEMORY, -1, -1, -1))
+
+
 class OnnxRunner:
     """A model.onnx on ONNX Runtime (CPU): float images (n, H, W, C) -> probabilities (n, classes)."""
 
     def __init__(self, path):
         import onnxruntime
 
-        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        _bounded_onnx_memory()
+        options = onnxruntime.SessionOptions()
+        options.add_session_config_entry("session.use_env_allocators", "1")
+        options.log_severity_level = 4  # its own error lines: the failure is reported once, by us
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         (inp,), out = self.session.get_inputs(), self.session.get_outputs()[0]
         self.input_name = inp.name
         self.input_shape = tuple(int(d) for d in inp.shape[1:])
