@@ -266,3 +266,76 @@ def test_exported_files_that_are_no_model_or_ask_for_too_much_memory(tmp_path, c
     with no_hang(60):
         line = one_line_refusal(cli("tf_assign2.evaluate", tmp_path / "huge.onnx"), "huge.onnx: cannot run")
     assert "smaller than requested bytes" in line or "memory" in line.lower()
+
+
+# --------------------------------------------------------------------------- edited run folders
+
+
+@pytest.fixture(scope="module")
+def interrupted_run(data_root, tmp_path_factory):
+    """A tiny run stopped (Ctrl-C) in its third epoch of four: two epochs backed up, --resume possible."""
+    import keras
+
+    from tf_assign2 import data
+    from tf_assign2.training.trainer import Trainer
+
+    class StopInThirdEpoch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    config = api.settings("cifar", data_dir=str(data_root / "CIFAR10"), ntrain=10, ntest=5, epochs=4, visualize=False,
+                          runs_dir=str(tmp_path_factory.mktemp("interrupted")))
+    trainer = Trainer(config, *data.load_arrays(config))
+    run_dir = trainer.new_run_dir()
+    assert trainer.run(run_dir, extra_callbacks=[StopInThirdEpoch()])["status"] == "interrupted"
+    return run_dir
+
+
+def an_edit():
+    """A setting of config.json and another valid value for it, one that changes what the run is."""
+    names = ["model", "dataset", "epochs", "optimizer", "lr", "batch_size", "seed", "conv_filters", "fc_units",
+             "label_smoothing", "augment_shift", "flip", "test_curve", "val_split"]
+    return st.sampled_from(names).flatmap(lambda name: st.tuples(st.just(name), {
+        "model": st.just("rnn"), "dataset": st.just("mnist"), "epochs": st.integers(1, 3),
+        "optimizer": st.sampled_from(["sgd", "rmsprop"]), "lr": st.floats(1e-5, 0.5).filter(lambda v: v != 1e-3),
+        "batch_size": st.integers(1, 49), "seed": st.integers(1, 99), "conv_filters": st.just([8, 16]),
+        "fc_units": st.integers(1, 1000), "label_smoothing": st.floats(0.01, 0.5), "augment_shift": st.integers(1, 7),
+        "flip": st.sampled_from(["random", "alternate"]), "test_curve": st.just(False),
+        "val_split": st.sampled_from([0.0, 0.2, 0.5])}[name]))
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edit=an_edit())
+def test_a_run_whose_config_was_edited_is_not_resumed_under_other_settings(interrupted_run, tmp_path_factory, edit):
+    """Another model, another dataset, fewer epochs, another seed ...: the backups were trained under the
+    recorded settings, so --resume refuses, naming config.json and what changed, and touches nothing."""
+    import json
+
+    from conftest import call_main
+
+    name, value = edit
+    run_dir = shutil.copytree(interrupted_run, tmp_path_factory.mktemp("edited") / "run")
+    recorded = json.loads((run_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(json.dumps({**recorded, name: value}))
+    history = (run_dir / "history.csv").read_text()
+    stderr = __import__("io").StringIO()
+    with no_hang(60), contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(__import__("io").StringIO()):
+        code = call_main("tf_assign2.cifar", "--resume", run_dir)
+    lines = stderr.getvalue().strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in stderr.getvalue(), stderr.getvalue()
+    assert f"{run_dir}/config.json" in lines[0]
+    assert f"changed since the run backed up epoch 2 ({name}: " in lines[0] or "expected" in lines[0], lines[0]
+    assert (run_dir / "history.csv").read_text() == history  # nothing trained, nothing truncated
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
+
+
+def test_an_edit_of_where_things_are_or_what_is_printed_still_resumes(interrupted_run, tmp_path, cli):
+    import json
+
+    run_dir = shutil.copytree(interrupted_run, tmp_path / "run")
+    recorded = json.loads((run_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(json.dumps({**recorded, "quiet": True, "runs_dir": "elsewhere"}))
+    done = cli("tf_assign2.cifar", "--resume", run_dir)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((run_dir / "summary.json").read_text())["epochs_completed"] == 4

@@ -24,6 +24,7 @@ results show as a table with their curves.
 import base64
 import dataclasses
 import html
+import json
 import os
 import sys
 from pathlib import Path
@@ -98,6 +99,9 @@ def resume(run_dir):
     if run.status == "completed":
         raise UsageError(f"--resume {run_dir}: this run already completed")
     config = schema.from_dict(run.recorded, f"--resume {run_dir}/config.json")
+    backup = run.path / "backup"  # an edited config.json is refused before its data are read
+    runs.check_settings_unchanged(backup, runs.latest_intact(backup), json.loads(json.dumps(schema.to_dict(config))),
+                                  run.path / "config.json")
     with preserved():
         arrays, info = load_data(config)
         from tf_assign2.training.startup import start_tensorflow

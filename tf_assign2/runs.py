@@ -3,6 +3,7 @@
 import contextlib
 import datetime
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -152,3 +153,69 @@ def owned(folder, what="folder"):
         yield
     finally:
         os.close(fd)  # releases the flock
+
+
+# --------------------------------------------------------------------------- a run's backups
+
+
+WEIGHTS, RANDOM_STATE, STATE = "model.weights.h5", "random_state.json", "state.json"
+
+
+def epoch_folder(backup_dir, epoch):
+    return Path(backup_dir) / f"epoch-{epoch:04d}"
+
+
+def backup_epochs(backup_dir):
+    """The epochs backed up in ``backup_dir``, oldest first (intact or not)."""
+    backup_dir = Path(backup_dir)
+    if not backup_dir.is_dir():
+        return []
+    names = (p.name for p in backup_dir.iterdir() if p.is_dir())
+    return sorted(int(n[6:]) for n in names if n.startswith("epoch-") and n[6:].isdigit())
+
+
+def latest_intact(backup_dir):
+    """The newest backed-up epoch whose files are complete and match their recorded SHA-256; 0 if none."""
+    for epoch in reversed(backup_epochs(backup_dir)):
+        folder = epoch_folder(backup_dir, epoch)
+        try:
+            state = json.loads((folder / STATE).read_text())
+            intact = state["epoch"] == epoch and all(sha256(folder / n) == h for n, h in state["sha256"].items())
+        except (OSError, ValueError, KeyError, TypeError):
+            intact = False
+        if intact:
+            return epoch
+    return 0
+
+
+# Settings that may change between a backup and its resume: where things are and what is printed.
+FREE_ON_RESUME = ("runs_dir", "quiet", "verbose", "data_dir", "tfds_data_dir", "source")
+
+
+def check_settings_unchanged(backup_dir, epoch, settings, where):
+    """Refuse to resume from ``epoch``'s backup under other settings than it was written with (a
+    config.json edited since: another model, another dataset, fewer epochs), naming what changed."""
+    if not epoch:
+        return
+    try:
+        recorded = json.loads((epoch_folder(backup_dir, epoch) / STATE).read_text()).get("settings")
+    except (OSError, ValueError):
+        return
+    if not isinstance(recorded, dict):  # a backup from before settings were recorded
+        return
+    from tf_assign2.config import with_new_defaults
+
+    recorded = with_new_defaults(recorded)  # a setting added since the backup: it ran with the default
+    changed = [f"{k}: {recorded.get(k)!r} -> {settings.get(k)!r}" for k in sorted(set(recorded) | set(settings))
+               if k not in FREE_ON_RESUME and recorded.get(k) != settings.get(k)]
+    if changed:
+        raise UsageError(f"{where}: changed since the run backed up epoch {epoch} ({', '.join(changed[:3])}"
+                         f"{' ...' if len(changed) > 3 else ''}); put it back as it was, or start a new run")
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -5,8 +5,6 @@ recipe (``training.trainer.Trainer``) needs to train, stop and resume correctly.
 """
 
 import csv
-import hashlib
-import json
 import math
 import os
 import shutil
@@ -19,6 +17,16 @@ import numpy as np
 
 from tf_assign2 import runs
 from tf_assign2.errors import UsageError
+from tf_assign2.runs import (  # noqa: F401 (re-exported)  # noqa: F401
+    RANDOM_STATE,
+    STATE,
+    WEIGHTS,
+    backup_epochs,
+    check_settings_unchanged,
+    epoch_folder,
+    latest_intact,
+    sha256,
+)
 
 
 class StarterProgress(keras.callbacks.Callback):
@@ -104,9 +112,9 @@ class EpochBackup(keras.callbacks.Callback):
 
     KEEP = 2
 
-    def __init__(self, backup_dir, restore_epoch=0):
+    def __init__(self, backup_dir, restore_epoch=0, settings=None):
         super().__init__()
-        self.backup_dir, self.restore_epoch = Path(backup_dir), restore_epoch
+        self.backup_dir, self.restore_epoch, self.settings = Path(backup_dir), restore_epoch, settings
 
     def _random_states(self):
         weights = {v.path for v in self.model.weights}
@@ -137,50 +145,13 @@ class EpochBackup(keras.callbacks.Callback):
         self.model.save_weights(tmp / WEIGHTS)
         states = [[v.path, v.numpy().tolist()] for v in self._random_states()]
         runs.write_json(tmp / RANDOM_STATE, {"epoch": done, "states": states})
-        runs.write_json(tmp / STATE, {"epoch": done, "sha256": {n: _sha256(tmp / n) for n in (WEIGHTS, RANDOM_STATE)}})
+        runs.write_json(tmp / STATE, {"epoch": done, "sha256": {n: sha256(tmp / n) for n in (WEIGHTS, RANDOM_STATE)},
+                                      "settings": self.settings})
         final = epoch_folder(self.backup_dir, done)
         shutil.rmtree(final, ignore_errors=True)  # a damaged copy of this epoch from before a resume
         os.replace(tmp, final)
         for old in backup_epochs(self.backup_dir)[: -self.KEEP]:
             shutil.rmtree(epoch_folder(self.backup_dir, old), ignore_errors=True)
-
-
-WEIGHTS, RANDOM_STATE, STATE = "model.weights.h5", "random_state.json", "state.json"
-
-
-def epoch_folder(backup_dir, epoch):
-    return Path(backup_dir) / f"epoch-{epoch:04d}"
-
-
-def backup_epochs(backup_dir):
-    """The epochs backed up in ``backup_dir``, oldest first (intact or not)."""
-    backup_dir = Path(backup_dir)
-    if not backup_dir.is_dir():
-        return []
-    names = (p.name for p in backup_dir.iterdir() if p.is_dir())
-    return sorted(int(n[6:]) for n in names if n.startswith("epoch-") and n[6:].isdigit())
-
-
-def latest_intact(backup_dir):
-    """The newest backed-up epoch whose files are complete and match their recorded SHA-256; 0 if none."""
-    for epoch in reversed(backup_epochs(backup_dir)):
-        folder = epoch_folder(backup_dir, epoch)
-        try:
-            state = json.loads((folder / STATE).read_text())
-            intact = state["epoch"] == epoch and all(_sha256(folder / n) == h for n, h in state["sha256"].items())
-        except (OSError, ValueError, KeyError, TypeError):
-            intact = False
-        if intact:
-            return epoch
-    return 0
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class ConsoleProgress(keras.callbacks.Callback):

@@ -13,6 +13,7 @@ benchmark train through it:
 """
 
 import dataclasses
+import json
 import math
 import os
 import platform
@@ -167,6 +168,10 @@ class Trainer:
             raise
         return run_dir
 
+    def settings_record(self):
+        """The settings as config.json holds them (JSON's lists for tuples): what each backup records."""
+        return json.loads(json.dumps(to_dict(self.config)))
+
     def write_config(self, run_dir):
         """config.json: every setting, the resolved plan, the data actually used (with the test split's
         fingerprint), versions and device."""
@@ -195,6 +200,7 @@ class Trainer:
         # Resume from the newest intact backup; the history, the pipeline and the weights all start there.
         start_epoch = loop.latest_intact(backup_dir) if resume else 0
         if resume:
+            loop.check_settings_unchanged(backup_dir, start_epoch, self.settings_record(), run_dir / "config.json")
             loop.truncate_history(history_csv, start_epoch)
         self.model = model = self.compile(self.build_model())
         throughput = loop.Throughput(len(self.arrays.train_y))
@@ -281,7 +287,7 @@ class Trainer:
             callbacks += self.epoch_end_view([self.test_curve()])
         callbacks += [
             throughput,
-            loop.EpochBackup(backup_dir, restore_epoch=start_epoch),
+            loop.EpochBackup(backup_dir, restore_epoch=start_epoch, settings=self.settings_record()),
             keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resume),
             keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), histogram_freq=0),
         ]
