@@ -339,3 +339,81 @@ def test_an_edit_of_where_things_are_or_what_is_printed_still_resumes(interrupte
     done = cli("tf_assign2.cifar", "--resume", run_dir)
     assert done.returncode == 0, done.stderr
     assert json.loads((run_dir / "summary.json").read_text())["epochs_completed"] == 4
+
+
+# --------------------------------------------------------------------------- what reports read
+
+
+NAMES = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00"), min_size=1, max_size=30) \
+    .filter(lambda name: name not in (".", "..") and not name.startswith("."))
+
+
+def _tables(text):
+    """Each Markdown table of ``text`` as the cell count of its rows (escaped pipes are no separators)."""
+    import re
+
+    tables, current = [], []
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            current.append(len(re.split(r"(?<!\\)\|", line.strip())))
+        elif current:
+            tables, current = tables + [current], []
+    return tables
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=NAMES, description=st.text(max_size=60), divergence=st.text(max_size=60))
+def test_names_and_text_from_run_files_never_become_markdown_or_html(tmp_path_factory, name, description, divergence):
+    """A run folder named ``a|b``, a sweep description with ``<script>``, a divergence message with backticks:
+    REPORT.md and results.md show them as text; every table row keeps its header's cells."""
+    from test_report import fake_run
+
+    from tf_assign2 import runs
+    from tf_assign2.experiments import report, sweep
+
+    folder = tmp_path_factory.mktemp("named")
+    fake_run(folder / "runs", name, acc=0.5, val=0.6)
+    fake_run(folder / "runs", "other", status="diverged", optimizer="sgd")
+    summary = runs.read_json(folder / "runs" / "other" / "summary.json")
+    runs.write_json(folder / "runs" / "other" / "summary.json", {**summary, "divergence": divergence})
+    text = report.build_report([folder / "runs"], folder / "report").read_text()
+    md = sweep.results_markdown({"name": "s", "task": "cifar", "description": description, "file": None,
+                                 "target": None}, [sweep.run_row(name, fake_config(), folder / "runs" / name)])
+    for page in (text, md):
+        tables = _tables(page)
+        assert tables and all(len(set(rows)) == 1 for rows in tables), tables
+        assert "<" not in page and ">" not in page  # HTML's characters only ever as entities
+
+
+def fake_config():
+    from tf_assign2.config import to_dict
+
+    return to_dict(api.settings("cifar"))
+
+
+SUMMARY_KEYS = ("test_accuracy", "best_val_accuracy", "train_seconds", "epochs_completed", "status", "divergence")
+BAD_VALUES = st.one_of(st.text(max_size=5), st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=2),
+                       st.integers(), max_size=2), st.booleans())
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=st.sampled_from(SUMMARY_KEYS + ("optimizer", "model", "lr", "units")), value=BAD_VALUES)
+def test_a_value_of_the_wrong_type_in_a_runs_files_is_one_error_naming_it(tmp_path_factory, key, value):
+    """A string where a number belongs, a list where a name belongs, in summary.json or config.json: the
+    report stops with one line naming the file and the key (or shows the value where it is of its type)."""
+    from test_report import fake_run
+
+    from tf_assign2 import runs
+    from tf_assign2.experiments import report
+
+    folder = tmp_path_factory.mktemp("typed")
+    run_dir = fake_run(folder / "runs", "a", acc=0.5)
+    target = run_dir / ("summary.json" if key in SUMMARY_KEYS else "config.json")
+    runs.write_json(target, {**runs.read_json(target), key: value})
+    try:
+        report.build_report([folder / "runs"], folder / "report")
+    except UsageError as e:
+        assert str(target) in str(e) and key in str(e) and "\n" not in str(e)
+    else:  # accepted only where the value is of the type the key holds
+        assert isinstance(value, str) and key in ("divergence", "optimizer", "model", "status") and \
+            (key != "status" or value in ("completed", "diverged", "interrupted"))

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from tf_assign2 import runs
 from tf_assign2.errors import UsageError
-from tf_assign2.experiments import sweep
+from tf_assign2.experiments import markdown, sweep
 from tf_assign2.models import CELL_TITLES, MODELS
 
 STAT_LAYERS = ("conv1", "pool1", "conv2", "pool2", "conv1/net_input", "conv2/net_input")
@@ -128,9 +128,8 @@ def fmt_setting(value):
 
 
 def table(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return lines
+    """A Markdown table of cells already made safe (``markdown.text`` where they come from run files)."""
+    return markdown.table(header, rows, escape=False)
 
 
 def best_row(rows):
@@ -175,7 +174,7 @@ def copy_figure(out, source, name, caption):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return f"![{caption}](figures/{name})"
+    return f"![{markdown.text(caption)}](figures/{name})"
 
 
 # --------------------------------------------------------------------------- sections
@@ -203,8 +202,9 @@ def setup_line(rows):
 def experiment_section(number, exp, out):
     rows = exp["rows"]
     keys = sweep.table_keys(rows)
-    lines = [f"## {number}. {exp['title']}", ""]
-    source = f"Runs in `{exp['source']}`" + (f", from the sweep file `{exp['sweep_file']}`" if exp["sweep_file"] else "")
+    lines = [f"## {number}. {markdown.text(exp['title'])}", ""]
+    source = f"Runs in {markdown.code(exp['source'])}" + (f", from the sweep file {markdown.code(exp['sweep_file'])}"
+                                                          if exp["sweep_file"] else "")
     lines += [source + ". " + setup_line(rows), ""]
     best = best_row(rows)
     header = ["run", *[k.replace("_", " ") for k in keys], "val accuracy", "test accuracy", "status", "epochs",
@@ -212,7 +212,8 @@ def experiment_section(number, exp, out):
     body = []
     for r in rows:
         val = fmt_num(r.get("best_val_accuracy"), ".4f") if r["status"] == "completed" else ""
-        body.append([r["entry"], *(fmt_setting(r[k]) for k in keys), f"**{val}**" if r is best else val, fmt_acc(r),
+        body.append([markdown.text(r["entry"]), *(markdown.text(fmt_setting(r[k])) for k in keys),
+                     f"**{val}**" if r is best else val, fmt_acc(r),
                      r["status"], fmt_num(r["epochs_completed"], "d"), fmt_num(r["train_seconds"], ".1f"),
                      fmt_num(r["images_per_sec"])])
     lines += table(header, body) + [""]
@@ -224,10 +225,12 @@ def experiment_section(number, exp, out):
         figures.plot_sweep_overlay(series, figure_path(out, name), title=exp["title"])
         lines += [f"![train loss and test accuracy per epoch, every run](figures/{name})", ""]
     if best:
-        settings = ", ".join(f"{k.replace('_', ' ')} {fmt_setting(best[k])}" for k in keys if best[k] is not None)
-        lines += [f"**Best configuration, chosen on {sweep.CHOSEN_ON}: {best['entry']}** ({settings}): "
+        settings = ", ".join(f"{k.replace('_', ' ')} {markdown.text(fmt_setting(best[k]))}" for k in keys
+                             if best[k] is not None)
+        lines += [f"**Best configuration, chosen on {sweep.CHOSEN_ON}: {markdown.text(best['entry'])}** ({settings}): "
                   f"validation accuracy {fmt_num(best['best_val_accuracy'], '.4f')}; its test accuracy "
-                  f"{best['test_accuracy']:.4f}, test loss {best['test_loss']:.4f} (`{best['run_dir']}`).", ""]
+                  f"{best['test_accuracy']:.4f}, test loss {best['test_loss']:.4f} ({markdown.code(best['run_dir'])}).",
+                  ""]
     elif any(r["status"] == "completed" for r in rows):
         lines += ["No configuration is chosen: these runs have no validation split, and test accuracy "
                   "chooses nothing.", ""]
@@ -239,10 +242,12 @@ def experiment_section(number, exp, out):
     if diverged:
         lines += ["Diverged (training stopped, no model exported; the starter's own loss "
                   "`-sum(y log softmax)` became NaN/Inf, which is where the TF1 code printed NaN):", ""]
-        lines += [f"- {r['entry']}: {r['divergence'] or 'loss became NaN/Inf'}" for r in diverged] + [""]
+        lines += [f"- {markdown.text(r['entry'])}: {markdown.text(r['divergence'] or 'loss became NaN/Inf')}"
+                  for r in diverged] + [""]
     other = [r for r in rows if r["status"] not in ("completed", "diverged")]
     if other:
-        lines += ["Not finished: " + ", ".join(f"{r['entry']} ({r['status']})" for r in other) + ".", ""]
+        lines += ["Not finished: " + ", ".join(f"{markdown.text(r['entry'])} ({r['status']})" for r in other) + ".",
+                  ""]
     return lines
 
 
@@ -254,8 +259,9 @@ def cnn_section(number, rows, out):
         return []
     run = best["path"]
     lines = [f"## {number}. CIFAR10: what LeNet5 learned", "",
-             f"From the best LeNet5 run, chosen on {sweep.CHOSEN_ON}: {best['entry']} (validation accuracy "
-             f"{best['best_val_accuracy']:.4f}, test accuracy {best['test_accuracy']:.4f}, `{run}`).", ""]
+             f"From the best LeNet5 run, chosen on {sweep.CHOSEN_ON}: {markdown.text(best['entry'])} (validation "
+             f"accuracy {best['best_val_accuracy']:.4f}, test accuracy {best['test_accuracy']:.4f}, "
+             f"{markdown.code(run)}).", ""]
     filters = [copy_figure(out, run / "filters.png", "cifar-filters.png", "first-layer filters"),
                copy_figure(out, run / "filters_change.png", "cifar-filters-change.png",
                             "first-layer filters minus their initialisation")]
@@ -272,7 +278,7 @@ def cnn_section(number, rows, out):
         stats = runs.read_json(stats_path)
         layers = stats.get("layers", {})
         names = [n for n in STAT_LAYERS if n in layers] + sorted(n for n in layers if n not in STAT_LAYERS)
-        body = [[n, layers[n].get("stage", ""), *(fmt_num(layers[n].get(k), ".4f") for k in ("mean", "variance", "std",
+        body = [[markdown.text(n), markdown.text(layers[n].get("stage", "")), *(fmt_num(layers[n].get(k), ".4f") for k in ("mean", "variance", "std",
                  "min", "max")), fmt_num(100 * layers[n]["zero_fraction"], ".1f") + " %"
                  if layers[n].get("zero_fraction") is not None else ""] for n in names]
         lines += [f"On the {stats.get('n_images', '?')} {stats.get('split', 'test')} images"
@@ -290,11 +296,12 @@ def cnn_section(number, rows, out):
             for png in sorted(folder.glob(pattern)):
                 caption = described.get(png.name, png.stem)
                 link = copy_figure(out, png, f"cifar-{png.name}", caption)
-                shown += [f"{caption[:1].upper()}{caption[1:]} (`{png.name}`):", "", link, ""]
+                shown += [f"{markdown.text(caption[:1].upper() + caption[1:])} ({markdown.code(png.name)}):", "",
+                          link, ""]
     if shown:
-        lines += [f"From `{vis[-1]}` (`python -m tf_assign2.visualize`).", ""] + shown
+        lines += [f"From {markdown.code(vis[-1])} (`python -m tf_assign2.visualize`).", ""] + shown
     else:
-        lines += [f"None yet: `python -m tf_assign2.visualize {run}` makes them (top-9 patches, deconvnet "
+        lines += [f"None yet: {markdown.code(f'python -m tf_assign2.visualize {run}')} makes them (top-9 patches, deconvnet "
                   "projections, occlusion), and a new report includes them.", ""]
     return lines
 
@@ -336,7 +343,7 @@ def mnist_sections(number, rows, out):
         for name in ("BasicRNN", "LSTM", "GRU", "LeNet5"):
             b = best_row(families.get(name, []))
             if b:
-                body.append([name, describe_model(b), f"{b['test_accuracy']:.4f}", fmt_num(b["parameters"]),
+                body.append([name, markdown.text(describe_model(b)), f"{b['test_accuracy']:.4f}", fmt_num(b["parameters"]),
                              fmt_num(b["train_seconds"], ".1f"), fmt_num(b["images_per_sec"])])
         lines += table(["model", "configuration", "test accuracy", "parameters", "train s", "images/s"], body) + [""]
         recurrent = best_row(rnn)
@@ -344,7 +351,7 @@ def mnist_sections(number, rows, out):
             link = copy_figure(out, recurrent["path"] / "hidden_states.png", "mnist-hidden-states.png",
                                 f"hidden state of {recurrent['entry']} over the 28 steps")
             if link:
-                lines += [f"Hidden state of the best recurrent run ({recurrent['entry']}) over the 28 rows "
+                lines += [f"Hidden state of the best recurrent run ({markdown.text(recurrent['entry'])}) over the 28 rows "
                           "(`hidden_states.png`):", "", link, ""]
     return lines
 
@@ -365,7 +372,7 @@ def build_report(paths, out=None, command=None):
     count = sum(1 for r in every if r["path"])
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     lines = ["# ELEC/COMP 576 Assignment 2: LeNet5 on CIFAR10, RNNs on MNIST", "",
-             f"Generated on {stamp} by `{command or 'python -m tf_assign2.report'}` from {count} runs. "
+             f"Generated on {stamp} by {markdown.code(command or 'python -m tf_assign2.report')} from {count} runs. "
              "Every number below is read from the runs' files (`summary.json`, `history.csv`, `config.json`, "
              "`activation_stats.json`); test accuracy is on the held-out test split, which never steered training.",
              ""]

@@ -51,6 +51,7 @@ from tf_assign2 import config as schema
 from tf_assign2 import runs
 from tf_assign2.config import TASKS, to_dict, with_new_defaults
 from tf_assign2.errors import UsageError
+from tf_assign2.experiments import markdown
 
 SWEEP_KEYS = ("name", "description", "task", "base", "settings", "grid", "runs", "target")
 NOT_IN_SWEEPS = ("runs_dir",)  # set by the sweep: runs/<entry>/ under --out
@@ -418,11 +419,58 @@ def result_rows(out, planned):
     return rows
 
 
+SUMMARY_NUMBERS = ("test_accuracy", "test_loss", "best_val_accuracy", "final_train_loss", "epochs_completed",
+                   "train_seconds", "images_per_sec", "parameters")
+SUMMARY_TEXTS = ("divergence", "run_dir")
+STATUSES = ("completed", "diverged", "interrupted")
+
+
+def read_summary(run_dir):
+    """A run's summary.json with each figure a table shows checked for its type: a string where a number
+    belongs (an edited or foreign file) is one error naming the file, not a crash of the report."""
+    path = Path(run_dir) / "summary.json"
+    summary = runs.read_json(path)
+    for key in SUMMARY_NUMBERS:
+        value = summary.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise UsageError(f"{path}: {key} is {_short(value)}; expected a number")
+    for key in SUMMARY_TEXTS:
+        if summary.get(key) is not None and not isinstance(summary[key], str):
+            raise UsageError(f"{path}: {key} is {_short(summary[key])}; expected text")
+    if summary.get("status", "completed") not in STATUSES:
+        raise UsageError(f"{path}: status is {_short(summary.get('status'))}; expected one of {', '.join(STATUSES)}")
+    return summary
+
+
+def checked_settings(config, where):
+    """The settings of a run's config.json that tables show, each of its setting's type (the values
+    themselves are not checked against today's choices: a model registered elsewhere is shown as named)."""
+    kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,), tuple: (list, tuple), object: (str, bool)}
+    if not isinstance(config, dict):
+        raise UsageError(f"{where}: expected a JSON object of settings, found {type(config).__name__}")
+    for name in (*SETTING_COLUMNS, "task", "dataset"):
+        value, kind = config.get(name), schema.SETTINGS[name].kind
+        if value is not None and (not isinstance(value, kinds[kind]) or (kind is not bool and isinstance(value, bool)
+                                                                          and bool not in kinds[kind])):
+            raise UsageError(f"{where}: {name} is {_short(value)}; expected {_KIND_WORDS[kind]}")
+    return config
+
+
+_KIND_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a name", tuple: "a list",
+               object: "auto, true or false"}
+
+
+def _short(value):
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def run_row(label, config, run_dir=None):
     """A table row for one run: the settings that matter (blank where the model ignores them) and,
     from the run's files, status, test accuracy, time and the per-epoch history. No run: pending."""
     from tf_assign2.training.callbacks import read_history
 
+    config = checked_settings(config, f"{run_dir}/config.json" if run_dir else f"entry {label}")
     row = {"entry": label, **{k: config.get(k) for k in SETTING_COLUMNS}}
     for name in SETTING_COLUMNS:  # model settings the model does not read are left blank
         if schema.ignored_by_model(row["model"], name):
@@ -435,7 +483,7 @@ def run_row(label, config, run_dir=None):
     row.update(status="pending", history={}, path=None)
     if run_dir is not None:
         run_dir = Path(run_dir)
-        summary = runs.read_json(run_dir / "summary.json") if (run_dir / "summary.json").is_file() else {}
+        summary = read_summary(run_dir) if runs.is_run_dir(run_dir) and (run_dir / "summary.json").exists() else {}
         row.update({k: summary.get(k) for k in RESULT_COLUMNS if k in summary})
         row.update(status=run_status(run_dir), run_dir=str(run_dir), path=run_dir,
                    history=read_history(run_dir / "history.csv"))
@@ -525,8 +573,9 @@ def results_table(rows, target=None, best=None):
         val = fmt(r.get("best_val_accuracy")) if r["status"] == "completed" else ""
         if r is best:
             val = f"**{val}**"
-        status = r["status"] + (f" ({r['divergence']})" if r.get("divergence") else "")
-        cells = [r["entry"], *(f"{r[k]:g}" if isinstance(r[k], float) else fmt(r[k]) for k in keys), val, acc,
+        status = markdown.text(r["status"] + (f" ({r['divergence']})" if r.get("divergence") else ""))
+        cells = [markdown.text(r["entry"]), *(markdown.text(f"{r[k]:g}" if isinstance(r[k], float) else fmt(r[k]))
+                                              for k in keys), val, acc,
                  status, fmt(r["epochs_completed"]), fmt(r["train_seconds"], 1), fmt(r["images_per_sec"], 0)]
         if target is not None:
             reached = r.get("epochs_to_target")
@@ -539,8 +588,9 @@ def results_table(rows, target=None, best=None):
 def results_markdown(sweep, rows):
     keys = table_keys(rows)
     target = sweep.get("target")
-    title = f"# Sweep {sweep['name']} ({sweep['task']})" + (f": {sweep['description']}" if sweep["description"] else "")
-    origin = f"`{sweep['file']}`" if sweep["file"] else "a Python call (tf_assign2.sweep)"
+    title = f"# Sweep {sweep['name']} ({sweep['task']})" + (f": {markdown.text(sweep['description'])}"
+                                                           if sweep["description"] else "")
+    origin = markdown.code(sweep["file"]) if sweep["file"] else "a Python call (tf_assign2.sweep)"
     best = chosen(rows)
     header, table = results_table(rows, target, best)
     lines = [title, "", f"From {origin}; one run per entry.", "",
@@ -549,8 +599,9 @@ def results_markdown(sweep, rows):
     if "seed" in keys:
         lines += seed_summary(rows, [k for k in keys if k != "seed"], target)
     elif best:
-        lines += ["", f"Best: **{best['entry']}**, chosen on {CHOSEN_ON} {fmt(best['best_val_accuracy'])}; "
-                      f"its test accuracy {fmt(best['test_accuracy'])} ({best['run_dir']})."]
+        lines += ["", f"Best: **{markdown.text(best['entry'])}**, chosen on {CHOSEN_ON} "
+                      f"{fmt(best['best_val_accuracy'])}; its test accuracy {fmt(best['test_accuracy'])} "
+                      f"({markdown.text(best['run_dir'])})."]
     elif any(r["status"] == "completed" for r in rows):
         lines += ["", "No entry is chosen: the runs have no validation split, and test accuracy chooses nothing."]
     lines += ["", "![train loss and test accuracy per epoch](overlay.png)", ""]
@@ -586,7 +637,8 @@ def seed_summary(rows, keys, target=None):
         done = [r for r in group if r["status"] == "completed" and r["test_accuracy"] is not None]
         tests = [r["test_accuracy"] for r in done]
         val = _mean([r["best_val_accuracy"] for r in done if r.get("best_val_accuracy") is not None])
-        cells = [f"{group[0][k]:g}" if isinstance(group[0][k], float) else fmt(group[0][k]) for k in keys]
+        cells = [markdown.text(f"{group[0][k]:g}" if isinstance(group[0][k], float) else fmt(group[0][k]))
+                 for k in keys]
         cells += [f"{len(done)}/{len(group)}", fmt(val), fmt(_mean(tests)), fmt(min(tests, default=None)),
                   fmt(max(tests, default=None))]
         if target is not None:
