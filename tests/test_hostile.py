@@ -8,6 +8,7 @@ duplicate keys; a list where one value belongs."""
 import contextlib
 import itertools
 import os
+import re
 import shutil
 import signal
 import socket
@@ -382,7 +383,8 @@ def test_names_and_text_from_run_files_never_become_markdown_or_html(tmp_path_fa
     for page in (text, md):
         tables = _tables(page)
         assert tables and all(len(set(rows)) == 1 for rows in tables), tables
-        assert "<" not in page and ">" not in page  # HTML's characters only ever as entities
+        outside_code = re.sub(r"(`+)(.+?)\1", "", page)  # a code span shows its text as it is, HTML included
+        assert "<" not in outside_code and ">" not in outside_code  # elsewhere HTML's characters only as entities
 
 
 def fake_config():
@@ -417,3 +419,77 @@ def test_a_value_of_the_wrong_type_in_a_runs_files_is_one_error_naming_it(tmp_pa
     else:  # accepted only where the value is of the type the key holds
         assert isinstance(value, str) and key in ("divergence", "optimizer", "model", "status") and \
             (key != "status" or value in ("completed", "diverged", "interrupted"))
+
+
+# --------------------------------------------------------------------------- leftovers and wrong causes
+
+
+def _taken_port():
+    """A socket listening on 127.0.0.1 (kept open by the caller): its port is taken."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    return listener
+
+
+LEFTOVERS = ("out of memory building the model", "out of memory in the first step", "the sweep chief's port taken",
+             "the search chief's port taken", "a search refused", "the disk full during export",
+             "a device that does not exist")
+
+
+@pytest.mark.parametrize("case", LEFTOVERS)
+def test_a_command_that_fails_leaves_no_folder_behind_and_says_the_real_cause(case, data_root, tmp_path, cli,
+                                                                            monkeypatch, cifar_run):
+    """Whatever stops a command before it has done anything leaves no run, sweep or project folder and no
+    lock file; the one line names the cause (memory, the port, the disk), not a symptom."""
+    import tensorflow as tf
+
+    from tf_assign2.training import export
+    from tf_assign2.training.trainer import Trainer
+
+    tiny = ("--ntrain", "10", "--ntest", "5", "--epochs", "1", "--no-visualize")
+    listener, made = None, tmp_path / "made"
+    sweep_file = tmp_path / "s.yaml"
+    sweep_file.write_text("task: cifar\nruns: [{name: a}]\n")
+    if case == "out of memory building the model":
+        def no_memory(*args, **kwargs):
+            raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+
+        monkeypatch.setattr(Trainer, "build_model", no_memory)
+        command, needles = ("tf_assign2.cifar", *tiny, "--runs-dir", made), ("out of memory",)
+    elif case == "out of memory in the first step":
+        def no_memory(*args, **kwargs):
+            raise MemoryError
+
+        monkeypatch.setattr(Trainer, "fit", no_memory)
+        command, needles = ("tf_assign2.cifar", *tiny, "--runs-dir", made), ("out of memory",)
+    elif case in ("the sweep chief's port taken", "the search chief's port taken"):
+        listener = _taken_port()
+        chief = f"127.0.0.1:{listener.getsockname()[1]}"
+        command = ("tf_assign2.sweep", sweep_file, "--out", made, "--chief", chief) if "sweep" in case else \
+            ("tf_assign2.tune", "cifar", "--directory", made, "--chief", chief, *tiny[:4])
+        needles = (f"--chief {chief}: cannot listen there (Address already in use",)
+    elif case == "a search refused":
+        command, needles = ("tf_assign2.tune", "cifar", "--directory", made, "--ntrain", "4", "--val-split", "0.1"), \
+            ("leaves no validation images",)
+    elif case == "the disk full during export":
+        def disk_full(served, fmt, path):
+            raise OSError(28, "No space left on device", str(path))
+
+        monkeypatch.setattr(export, "write_format", disk_full)
+        made = shutil.copytree(cifar_run.run_dir, tmp_path / "run")
+        command, needles = ("tf_assign2.export", made, "--formats", "litert"), ("model.tflite: No space left on device",)
+    else:
+        command, needles = ("tf_assign2.cifar", *tiny, "--strategy", "mirrored", "--devices", "CPU:0,CPU:100000",
+                            "--runs-dir", made), ("expected names like GPU:0,GPU:1 or CPU:0,CPU:1 (CPU:0 to CPU:63)",)
+    try:
+        with no_hang(120):
+            line = one_line_refusal(cli(*command), *needles)
+    finally:
+        if listener is not None:
+            listener.close()
+    assert "converter" not in line
+    if case == "the disk full during export":
+        assert not (made / "model.tflite").exists() and (made / "summary.json").exists()  # the run itself stands
+    else:
+        assert not made.exists(), sorted(p.name for p in made.rglob("*"))

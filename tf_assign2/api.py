@@ -87,7 +87,15 @@ def train(config, **values):
         from tf_assign2.training.trainer import Trainer
 
         trainer = Trainer(config, arrays, info)
-        return _run(trainer, trainer.new_run_dir(), resume=False)
+        first_made = runs.first_missing(config.runs_dir)
+        run_dir = trainer.new_run_dir()
+        try:
+            return _run(trainer, run_dir, resume=False)
+        except BaseException:  # out of memory in the first step, say: a folder with nothing to resume goes
+            if not runs.backup_epochs(run_dir / "backup") and not (run_dir / "summary.json").exists():
+                runs.remove_tree(run_dir)
+                runs.remove_if_empty(first_made)
+            raise
 
 
 def resume(run_dir):

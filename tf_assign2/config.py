@@ -196,7 +196,7 @@ class Config:
                             group="execution")
     devices: tuple = setting(None, "devices for --strategy mirrored, e.g. GPU:0,GPU:1 (CPU:0,CPU:1 splits the "
                              "CPU, for testing)", kind=tuple, group="execution",
-                             expected="names like GPU:0,GPU:1 or CPU:0,CPU:1")
+                             expected="names like GPU:0,GPU:1 or CPU:0,CPU:1 (CPU:0 to CPU:63)")
     # outputs
     runs_dir: str = setting("runs", "where run directories are created", group="outputs")
     tta: str = setting("none", "test-time augmentation of the final test metrics: none, flip (the image and its "
@@ -372,9 +372,13 @@ def _is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+MAX_LOGICAL_CPUS = 64  # CPU:N splits the CPU into N + 1 logical devices (for testing); CPU:100000 would hang
+
+
 def _device_name(text):
     kind, _, number = str(text).partition(":")
-    return kind.upper() in ("CPU", "GPU") and number.isdigit()
+    return kind.upper() in ("CPU", "GPU") and number.isdigit() and \
+        (kind.upper() == "GPU" or int(number) < MAX_LOGICAL_CPUS)
 
 
 def validate(config):

@@ -129,6 +129,39 @@ LOCK_FILE = ".lock"
 
 
 @contextlib.contextmanager
+def made_or_left_alone(folder, what="--out "):
+    """Make ``folder`` (with its parents) for the block; if the block fails and ``folder`` was made here and
+    holds nothing but its lock file, remove it again: a refused command leaves nothing behind."""
+    folder = Path(folder)
+    first_made = first_missing(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"{what}{folder}: cannot create it ({e.strerror or e})") from None
+    try:
+        yield folder
+    except BaseException:
+        remove_if_empty(first_made)
+        raise
+
+
+def first_missing(folder):
+    """The outermost folder of ``folder``'s path that does not exist yet (None if it exists)."""
+    folder, missing = Path(folder).absolute(), None
+    while not folder.exists():
+        folder, missing = folder.parent, folder
+    return missing
+
+
+def remove_if_empty(folder):
+    """Remove ``folder`` if it holds nothing but folders and lock files: what a refused command made."""
+    if folder is None or not folder.is_dir():
+        return
+    if all(p.is_dir() or p.name == LOCK_FILE for p in folder.rglob("*")):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def owned(folder, what="folder"):
     """Hold ``folder`` for this process: a second process (a resume, the same tune or sweep command
     twice) is refused in one line naming the holder.

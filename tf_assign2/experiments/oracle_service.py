@@ -16,6 +16,9 @@ that a failing call left held. The chiefs also listen on a loopback address only
 
 import functools
 import re
+import socket
+
+from tf_assign2.errors import UsageError
 
 TUNER_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
@@ -91,3 +94,18 @@ def serve_guarded_in_keras_tuner():
     from keras_tuner.src.distribute import oracle_chief
 
     oracle_chief.OracleServicer = guarded_servicer_class()
+
+
+def listen_check(host, port):
+    """Refuse a chief's address it cannot listen on (a port taken, an address of another machine) in
+    one line, before anything is made: asked of the operating system, since gRPC would log to stderr
+    (a sweep's chief) or give up without a word (keras-tuner's)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM,
+                                                              flags=socket.AI_PASSIVE)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as e:
+        raise UsageError(f"--chief {host}:{port}: cannot listen there ({e.strerror or e}; the port may be taken)") \
+            from None

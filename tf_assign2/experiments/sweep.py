@@ -268,20 +268,10 @@ def run_sweep(sweep, out, train, resume, overrides=None):
     """
     out = Path(out)
     planned = plan(sweep, out, overrides)
-    create_out(out)
-    with runs.owned(out, "sweep folder"):  # one sweep command per folder at a time
-        return _run_entries(sweep, out, train, resume, overrides, planned)
-
-
-def create_out(out):
-    """Make the sweep folder (``--out``), or say in one line why it cannot be made."""
-    out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"--out {out}: cannot create it ({e.strerror or e})") from None
+    with runs.made_or_left_alone(out), runs.owned(out, "sweep folder"):  # one sweep command per folder at a time
+        return _run_entries(sweep, out, train, resume, overrides, planned)
 
 
 def prepare_out(sweep, out, planned, overrides):

@@ -67,6 +67,7 @@ from pathlib import Path
 from tf_assign2 import runs
 from tf_assign2.errors import UsageError
 from tf_assign2.experiments import sweep as sweeps
+from tf_assign2.experiments.oracle_service import listen_check
 from tf_assign2.experiments.tune import ORACLE_IP, ORACLE_PORT, TUNER_ID
 
 CLUSTER = "cluster"  # out/cluster: keras-tuner's project and the cluster's own files
@@ -290,12 +291,11 @@ def serve(oracle, host, port, cluster, poll=CHIEF_POLL_SECONDS, on_progress=None
     servicer = guarded_servicer_class()(oracle, admit=lambda worker: is_alive(cluster, worker))  # workers hold a lock
     protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    problem = port_problem(host, port)
-    if problem is None:
-        try:
-            problem = None if server.add_insecure_port(address) else "gRPC could not bind it"
-        except RuntimeError as e:
-            problem = str(e).split(";")[0]
+    listen_check(host, port)
+    try:
+        problem = None if server.add_insecure_port(address) else "gRPC could not bind it"
+    except RuntimeError as e:
+        problem = str(e).split(";")[0]
     if problem:
         raise UsageError(f"--chief {host}:{port}: cannot listen there ({problem}; the port may be taken)")
     server.start()
@@ -311,19 +311,6 @@ def serve(oracle, host, port, cluster, poll=CHIEF_POLL_SECONDS, on_progress=None
             time.sleep(poll)
     finally:
         server.stop(grace=2)
-
-
-def port_problem(host, port):
-    """Why ``host:port`` cannot be listened on (None if it can), asked before gRPC, which logs to stderr."""
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM,
-                                                              flags=socket.AI_PASSIVE)[0]
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind(address)
-    except OSError as e:
-        return e.strerror or str(e)
-    return None
 
 
 def cluster_record(cluster, sweep, host, port):
@@ -380,8 +367,10 @@ def run_chief(sweep, out, overrides=None, poll=CHIEF_POLL_SECONDS):
     out = Path(out)
     host, port = os.environ[ORACLE_IP], os.environ[ORACLE_PORT]
     planned = sweeps.plan(sweep, out, overrides)
-    sweeps.create_out(out)
-    with runs.owned(out, "sweep folder"):  # one chief (or one-machine sweep) per folder
+    listen_check(host, port)  # a port taken is refused before any folder is made
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a folder")
+    with runs.made_or_left_alone(out), runs.owned(out, "sweep folder"):  # one chief (or one-machine sweep) per folder
         state = sweeps.prepare_out(sweep, out, planned, overrides)
         cluster = out / CLUSTER
         cluster.mkdir(exist_ok=True)

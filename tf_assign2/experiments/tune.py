@@ -678,11 +678,11 @@ def run_search(search, base, space, train, resume):
 
     if search.role == "worker":
         return _search(search, base, space, train, resume)
-    try:
-        search.project_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"--directory: cannot create {search.project_dir} ({e.strerror or e})") from None
-    with runs.owned(search.project_dir, "tuning project"):
+    if search.role == "chief":  # a port taken is refused before the project folder is made
+        from tf_assign2.experiments.oracle_service import listen_check
+
+        listen_check(os.environ[ORACLE_IP], os.environ[ORACLE_PORT])
+    with runs.made_or_left_alone(search.project_dir, "--directory "), runs.owned(search.project_dir, "tuning project"):
         return _search(search, base, space, train, resume)
 
 

@@ -13,6 +13,7 @@ path still loads and runs on a CPU-only machine (cuDNN ops in a graph do not).
 installed, and by ``python -m tf_assign2.export RUN --formats onnx,litert`` on a finished run.
 """
 
+import errno
 import functools
 import importlib.metadata
 import importlib.util
@@ -75,6 +76,7 @@ FORMATS = {"onnx": "model.onnx", "litert": "model.tflite"}
 CONVERTERS = {"onnx": ("tf2onnx", "onnx"), "litert": ()}
 RUNTIMES = {"onnx": ("onnxruntime",), "litert": ("ai_edge_litert",)}
 CHECK_IMAGES = 16  # random images on which every written file is compared with the Keras model
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO)  # not a converter's fault
 
 
 def missing_modules(names):
@@ -189,6 +191,12 @@ def export_formats(model, run_dir, formats):
         path = run_dir / FORMATS[fmt]
         try:
             write_format(served, fmt, path)
+        except OSError as e:
+            if e.errno in DISK_ERRORS:  # the disk, not the converter: say so (one line, exit 2)
+                raise
+            failed.append(f"{fmt}: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}")
+            print(f"warning: {FORMATS[fmt]} not written ({failed[-1]})", file=sys.stderr)
+            continue
         except Exception as e:  # a converter's own error types vary (ConverterError, ValueError, onnx's)
             failed.append(f"{fmt}: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}")
             print(f"warning: {FORMATS[fmt]} not written ({failed[-1]})", file=sys.stderr)
