@@ -493,3 +493,13 @@ def test_a_command_that_fails_leaves_no_folder_behind_and_says_the_real_cause(ca
         assert not (made / "model.tflite").exists() and (made / "summary.json").exists()  # the run itself stands
     else:
         assert not made.exists(), sorted(p.name for p in made.rglob("*"))
+
+
+def test_a_finished_run_whose_summary_was_deleted_is_not_trained_over(cifar_run, tmp_path, cli):
+    """No backup is left once a run finishes: a --resume there would train from scratch over its results."""
+    run_dir = shutil.copytree(cifar_run.run_dir, tmp_path / "run")
+    (run_dir / "summary.json").unlink()
+    before = {p.name: p.stat().st_mtime for p in run_dir.iterdir()}
+    one_line_refusal(cli("tf_assign2.cifar", "--resume", run_dir), "no intact backup to continue from, yet the folder "
+                     "holds results (history.csv, model.keras); they would be overwritten: start a new run")
+    assert {p.name: p.stat().st_mtime for p in run_dir.iterdir()} == before

@@ -108,8 +108,12 @@ def resume(run_dir):
         raise UsageError(f"--resume {run_dir}: this run already completed")
     config = schema.from_dict(run.recorded, f"--resume {run_dir}/config.json")
     backup = run.path / "backup"  # an edited config.json is refused before its data are read
-    runs.check_settings_unchanged(backup, runs.latest_intact(backup), json.loads(json.dumps(schema.to_dict(config))),
+    epoch = runs.latest_intact(backup)
+    runs.check_settings_unchanged(backup, epoch, json.loads(json.dumps(schema.to_dict(config))),
                                   run.path / "config.json")
+    if not epoch and (run.history or (run.path / "model.keras").exists()):  # results, but nothing to go on from
+        raise UsageError(f"--resume {run_dir}: no intact backup to continue from, yet the folder holds results "
+                         "(history.csv, model.keras); they would be overwritten: start a new run")
     with preserved():
         arrays, info = load_data(config)
         from tf_assign2.training.startup import start_tensorflow

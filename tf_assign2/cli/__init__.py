@@ -138,8 +138,9 @@ def training_parser(task):
 
 
 def flag_values(args):
-    """The settings given as flags (None: not given)."""
-    return {k: v for k, v in vars(args).items() if k in settings.SETTINGS and v is not None}
+    """The settings given as flags (None: not given), each checked by its schema: a value argparse let
+    through (a device list, a pair of filter counts) is refused naming its flag."""
+    return {k: settings.check_value(k, v) for k, v in vars(args).items() if k in settings.SETTINGS and v is not None}
 
 
 class _Terminated:
