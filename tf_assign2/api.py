@@ -209,9 +209,7 @@ class Run:
     @property
     def history(self):
         """history.csv as {column: [one value per epoch]}."""
-        from tf_assign2.training.callbacks import read_history
-
-        return read_history(self.path / "history.csv")
+        return runs.read_history(self.path / "history.csv")
 
     @property
     def model(self):

@@ -1,6 +1,7 @@
 """Run directories: naming (never overwritten), one owner at a time, atomic file writes, reading a finished run."""
 
 import contextlib
+import csv
 import datetime
 import fcntl
 import hashlib
@@ -186,6 +187,25 @@ def owned(folder, what="folder"):
         yield
     finally:
         os.close(fd)  # releases the flock
+
+
+def read_history(path):
+    """history.csv -> {column: [floats]}."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    columns = {k: [_number(r[k]) for r in rows] for k in (rows[0] if rows else {})}
+    # Without validation data CSVLogger still writes val_* columns, filled with "NA": drop them.
+    return {k: v for k, v in columns.items() if not all(math.isnan(x) for x in v)}
+
+
+def _number(text):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 # --------------------------------------------------------------------------- a run's backups

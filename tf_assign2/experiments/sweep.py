@@ -458,8 +458,6 @@ def _short(value):
 def run_row(label, config, run_dir=None):
     """A table row for one run: the settings that matter (blank where the model ignores them) and,
     from the run's files, status, test accuracy, time and the per-epoch history. No run: pending."""
-    from tf_assign2.training.callbacks import read_history
-
     config = checked_settings(config, f"{run_dir}/config.json" if run_dir else f"entry {label}")
     row = {"entry": label, **{k: config.get(k) for k in SETTING_COLUMNS}}
     for name in SETTING_COLUMNS:  # model settings the model does not read are left blank
@@ -476,7 +474,7 @@ def run_row(label, config, run_dir=None):
         summary = read_summary(run_dir) if runs.is_run_dir(run_dir) and (run_dir / "summary.json").exists() else {}
         row.update({k: summary.get(k) for k in RESULT_COLUMNS if k in summary})
         row.update(status=run_status(run_dir), run_dir=str(run_dir), path=run_dir,
-                   history=read_history(run_dir / "history.csv"))
+                   history=runs.read_history(run_dir / "history.csv"))
     return row
 
 

@@ -4,7 +4,6 @@ The visualisation callback lives in ``analysis.visualization``; these are the on
 recipe (``training.trainer.Trainer``) needs to train, stop and resume correctly.
 """
 
-import csv
 import math
 import os
 import shutil
@@ -316,25 +315,6 @@ def logits_metrics(logits, labels):
     loss = float(-log_probs[np.arange(len(labels)), labels].mean())
     acc = float((logits.argmax(axis=1) == labels).mean())
     return loss, acc
-
-
-def read_history(path):
-    """history.csv -> {column: [floats]}."""
-    path = Path(path)
-    if not path.is_file():
-        return {}
-    with path.open() as f:
-        rows = list(csv.DictReader(f))
-    columns = {k: [_number(r[k]) for r in rows] for k in (rows[0] if rows else {})}
-    # Without validation data CSVLogger still writes val_* columns, filled with "NA": drop them.
-    return {k: v for k, v in columns.items() if not all(math.isnan(x) for x in v)}
-
-
-def _number(text):
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return float("nan")
 
 
 def truncate_history(path, epochs):
