@@ -572,7 +572,7 @@ def cli_run(task, args=(), env=None, source=None):
     largest of every child this process waited for). The run's summary.json adds its images/s and
     test accuracy.
     """
-    from tf_assign2.training.callbacks import read_history
+    from tf_assign2.runs import read_history
 
     with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
         command = [sys.executable, "-m", f"tf_assign2.{task}", *args, "--runs-dir", tmp]

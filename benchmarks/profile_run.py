@@ -69,7 +69,7 @@ def instrument(totals):
 
 
 def step_seconds(runs_dir):
-    from tf_assign2.training.callbacks import read_history
+    from tf_assign2.runs import read_history
 
     (history,) = Path(runs_dir).glob("*/history.csv")
     return sum(read_history(history).get("epoch_seconds", []))

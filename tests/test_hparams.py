@@ -13,6 +13,7 @@ import urllib.request
 
 import pytest
 
+from tf_assign2 import runs
 from tf_assign2.training import callbacks as loop
 
 
@@ -139,7 +140,7 @@ def test_a_run_as_a_process_ends_with_every_file_complete(tmp_path):
     assert done.returncode == 0, done.stderr
     (run_dir,) = (tmp_path / "runs").iterdir()
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["status"] == "completed" and len(loop.read_history(run_dir / "history.csv")["loss"]) == 2
+    assert summary["status"] == "completed" and len(runs.read_history(run_dir / "history.csv")["loss"]) == 2
     hparams, scalars = _hparams_and_scalars(run_dir / "tensorboard")
     assert hparams["optimizer"] == "adam" and scalars["run/test_accuracy"] == pytest.approx(summary["test_accuracy"])
     import tensorflow as tf

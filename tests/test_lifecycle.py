@@ -170,6 +170,6 @@ def test_final_test_figures_are_the_final_weights_own(setup):
     model = keras.models.load_model(f"{summary['run_dir']}/model.keras", compile=False)
     logits = model.predict(data.eval_dataset(arrays.test_x, arrays.test_y, 256), verbose=0)
     assert (summary["test_loss"], summary["test_accuracy"]) == loop.logits_metrics(logits, arrays.test_y)
-    last = loop.read_history(f"{summary['run_dir']}/history.csv")
+    last = runs.read_history(f"{summary['run_dir']}/history.csv")
     assert (last["test_loss"][-1], last["test_accuracy"][-1]) == pytest.approx(
         (summary["test_loss"], summary["test_accuracy"]), rel=1e-12)

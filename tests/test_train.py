@@ -13,8 +13,8 @@ from conftest import keep_trained_models
 from tf_assign2 import data
 from tf_assign2.analysis import evaluation
 from tf_assign2.errors import UsageError
+from tf_assign2.runs import latest_intact, read_history
 from tf_assign2.training import plan as plans
-from tf_assign2.training.callbacks import latest_intact, read_history
 from tf_assign2.training.fused_adam import FusedAdam
 from tf_assign2.training.losses import starter_cross_entropy
 from tf_assign2.training.trainer import Trainer, recorded_plan

@@ -198,9 +198,9 @@ class Trainer:
         config = self.config
         backup_dir, history_csv = run_dir / "backup", run_dir / "history.csv"
         # Resume from the newest intact backup; the history, the pipeline and the weights all start there.
-        start_epoch = loop.latest_intact(backup_dir) if resume else 0
+        start_epoch = runs.latest_intact(backup_dir) if resume else 0
         if resume:
-            loop.check_settings_unchanged(backup_dir, start_epoch, self.settings_record(), run_dir / "config.json")
+            runs.check_settings_unchanged(backup_dir, start_epoch, self.settings_record(), run_dir / "config.json")
             loop.truncate_history(history_csv, start_epoch)
         self.model = model = self.compile(self.build_model())
         throughput = loop.Throughput(len(self.arrays.train_y))
@@ -216,7 +216,7 @@ class Trainer:
         if result is not None and result.divergence:
             status = "diverged"
 
-        history = loop.read_history(history_csv)
+        history = runs.read_history(history_csv)
         summary = {
             "status": status,
             "divergence": result.divergence if status == "diverged" else None,
