@@ -16,9 +16,9 @@ search, export, visualise and report it by its name.
 import dataclasses
 import importlib
 import inspect
-import re
 
 from tf_assign2.errors import UsageError
+from tf_assign2.registry import check_new_name
 
 CELLS = ("rnn", "lstm", "gru")
 INITS = ("starter", "keras")
@@ -73,7 +73,6 @@ MODELS = {
 
 
 BUILT_IN = frozenset(MODELS)
-NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
 def register_model(name, builder, *, family="other", settings=(), title=None, label=None, bfloat16_on_cpu=False,
@@ -86,11 +85,7 @@ def register_model(name, builder, *, family="other", settings=(), title=None, la
     report sections. A second registration of a name is refused, unless ``replace=True`` replaces
     your own (a notebook cell run again); the built-in models are never replaced.
     """
-    if not isinstance(name, str) or not NAME.fullmatch(name):
-        raise UsageError(f"register_model {name!r}: expected a short lowercase name (letters, digits, _)")
-    if name in BUILT_IN or (name in MODELS and not replace):
-        hint = "it is built in" if name in BUILT_IN else "pass replace=True to replace your own registration"
-        raise UsageError(f"register_model {name!r}: a model of that name is already registered ({hint})")
+    check_new_name("register_model", "a model", name, MODELS, BUILT_IN, replace)
     if not callable(builder):
         raise UsageError(f"register_model {name!r}: builder must be a function (config, input_shape, num_classes)")
     from tf_assign2 import config as schema

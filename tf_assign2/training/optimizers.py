@@ -13,9 +13,9 @@ choice of the ``optimizer`` hyperparameter) then accept it by name.
 
 import dataclasses
 import importlib
-import re
 
 from tf_assign2.errors import UsageError
+from tf_assign2.registry import check_new_name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +42,6 @@ OPTIMIZERS = {
     "adamw": OptimizerSpec("keras.optimizers:AdamW"),
 }
 BUILT_IN = frozenset(OPTIMIZERS)
-NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
 def register_optimizer(name, optimizer, replace=False, **fixed):
@@ -53,11 +52,7 @@ def register_optimizer(name, optimizer, replace=False, **fixed):
     gets (``register_optimizer("nesterov", keras.optimizers.SGD, momentum=0.9, nesterov=True)``).
     A second registration of a name is refused, unless ``replace=True`` replaces your own.
     """
-    if not isinstance(name, str) or not NAME.fullmatch(name):
-        raise UsageError(f"register_optimizer {name!r}: expected a short lowercase name (letters, digits, _)")
-    if name in BUILT_IN or (name in OPTIMIZERS and not replace):
-        hint = "it is built in" if name in BUILT_IN else "pass replace=True to replace your own registration"
-        raise UsageError(f"register_optimizer {name!r}: an optimizer of that name is already registered ({hint})")
+    check_new_name("register_optimizer", "an optimizer", name, OPTIMIZERS, BUILT_IN, replace)
     if not callable(optimizer):
         raise UsageError(f"register_optimizer {name!r}: expected a Keras optimizer class, got {optimizer!r}")
     OPTIMIZERS[name] = OptimizerSpec(optimizer, fixed=dict(fixed))
