@@ -80,10 +80,7 @@ def train(config, **values):
     """
     config = _settings_of(config, values)
     with preserved():
-        arrays, info = load_data(config)
-        from tf_assign2.training.startup import start_tensorflow
-
-        start_tensorflow(config.seed, config.deterministic, config.devices)  # before anything imports it
+        arrays, info = _data_then_tensorflow(config)
         from tf_assign2.training.trainer import Trainer
 
         trainer = Trainer(config, arrays, info)
@@ -115,14 +112,21 @@ def resume(run_dir):
         raise UsageError(f"--resume {run_dir}: no intact backup to continue from, yet the folder holds results "
                          "(history.csv, model.keras); they would be overwritten: start a new run")
     with preserved():
-        arrays, info = load_data(config)
-        from tf_assign2.training.startup import start_tensorflow
-
-        start_tensorflow(config.seed, config.deterministic, config.devices)  # before anything imports it
+        arrays, info = _data_then_tensorflow(config)
         from tf_assign2.training.trainer import Trainer, recorded_plan
 
         trainer = Trainer(config, arrays, info, plan=recorded_plan(run.path))
         return _run(trainer, run.path, resume=True)
+
+
+def _data_then_tensorflow(config):
+    """The run's data (local files read before TensorFlow starts, so their errors come at once), then
+    TensorFlow started and seeded for the run, before anything else imports it."""
+    arrays, info = load_data(config)
+    from tf_assign2.training.startup import start_tensorflow
+
+    start_tensorflow(config.seed, config.deterministic, config.devices)
+    return arrays, info
 
 
 def _run(trainer, run_dir, resume):
