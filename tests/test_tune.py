@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import DATA, ROOT, trials_done
 
+import tf_assign2 as ta
 from tf_assign2.cli.tune import main
 from tf_assign2.errors import UsageError
 from tf_assign2.experiments import tune
@@ -36,8 +37,42 @@ def _trial_files(project):
 
 
 @pytest.mark.parametrize("task", ["cifar", "mnist"])
-def test_shipped_space_files_are_the_defaults(task):
-    assert tune.load_space(ROOT / "configs" / "tune" / f"{task}.yaml", task) == tune.default_space(task)
+def test_the_printed_space_is_the_built_in_one_and_loads_back_as_a_space_file(task, tmp_path, capsys):
+    """--print-space writes the schema's default space as a YAML file that --space reads back unchanged."""
+    assert main([task, "--print-space"]) == 0
+    text = capsys.readouterr().out
+    (tmp_path / "space.yaml").write_text(text)
+    space = tune.load_space(tmp_path / "space.yaml", task)
+    assert space == tune.default_space(task) == ta.search_space(task)
+    assert set(space) == {"lr", "optimizer", *({"cifar": ("fc_units", "conv1_filters", "conv2_filters"),
+                                               "mnist": ("cell", "units")}[task])}
+    # keras-tuner draws in declaration order: the recorded searches' trials come again from the same seed only
+    # if the built-in space declares its hyperparameters in the order their trials.csv shows
+    record = next((ROOT / "docs" / "tune").glob(f"{task}-*-trials.csv")).read_text().splitlines()[0].split(",")
+    assert [column for column in record if column in space] == list(space)
+    named = text.split(f"# {task} names: ")[1].splitlines()[0]
+    assert ("conv1_filters" in named) == (task == "cifar") and ("cell" in named) == (task == "mnist")
+
+
+def test_the_hyperparameters_are_the_searchable_settings_of_the_schema():
+    """Each hyperparameter varies one setting of the schema and is checked by that setting's rule; the pair
+    setting conv_filters is searched entry by entry, and a trial's values land in their places."""
+    from tf_assign2 import config as schema
+
+    assert {rule.setting for rule in tune.HYPERPARAMETERS.values()} == set(schema.SEARCHABLE)
+    assert [n for n, r in tune.HYPERPARAMETERS.items() if r.setting == "conv_filters"] == ["conv1_filters",
+                                                                                            "conv2_filters"]
+    for name, rule in tune.HYPERPARAMETERS.items():
+        setting = schema.SETTINGS[rule.setting]
+        if name in ("conv1_filters", "conv2_filters"):
+            assert rule.ok(1) and rule.ok(4096) and not rule.ok(0) and not rule.ok(4097)
+        elif setting.kind in (int, float) and setting.low is not None:
+            assert not rule.ok(setting.low - 1), name
+    base = schema.build("cifar", {})
+    trial = tune.trial_config(base, {"conv2_filters": 128, "lr": 0.01, "tuner/epochs": 3})
+    assert trial.conv_filters == (base.conv_filters[0], 128) and trial.lr == 0.01
+    with pytest.raises(UsageError, match="search_space"):
+        ta.search_space("cifar10")
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ _PUBLIC = {
     "evaluate": "tf_assign2.api",
     "sweep": "tf_assign2.api",
     "tune": "tf_assign2.api",
+    "search_space": "tf_assign2.api",
     "report": "tf_assign2.api",
     "register_model": "tf_assign2.api",
     "register_optimizer": "tf_assign2.api",

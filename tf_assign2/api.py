@@ -36,7 +36,7 @@ from tf_assign2.global_state import preserved
 from tf_assign2.models import register_model
 from tf_assign2.training.optimizers import register_optimizer
 
-__all__ = ["settings", "train", "resume", "open_run", "Run", "evaluate", "sweep", "tune", "report",
+__all__ = ["settings", "train", "resume", "open_run", "Run", "evaluate", "sweep", "tune", "search_space", "report",
            "register_model", "register_optimizer"]
 
 
@@ -639,6 +639,17 @@ def tune(task, tuner="random", max_trials=None, epochs=None, max_epochs=None, fa
         start_tensorflow(base.seed, base.deterministic)
         outcome, rows, best, run_dir = tuning.run_search(search, base, checked_space, train, resume)
     return SearchResults(search.project_dir, rows, best, Run(run_dir) if run_dir else None, outcome)
+
+
+def search_space(task):
+    """``python -m tf_assign2.tune TASK --print-space``: the task's built-in search space as a dict (hyperparameter
+    -> list of choices or {min, max, step, sampling} range), read from the settings schema; edit it and pass it
+    to ``tune(task, space=...)``. ``search_space(task)["units"] = [64, 128]`` narrows one hyperparameter."""
+    from tf_assign2.experiments import tune as tuning
+
+    if task not in schema.TASKS:
+        raise UsageError(f"search_space({task!r}): expected a task, one of {', '.join(schema.TASKS)}")
+    return tuning.default_space(task)
 
 
 def report(paths, out=None, command=None):

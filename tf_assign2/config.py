@@ -82,8 +82,10 @@ class Setting:
     low_open: bool = False  # True: the value must be > low (else >= low)
     high_open: bool = False  # True: the value must be < high (else <= high)
     expected: str = None  # the words of the error message; generated from the range if None
-    tune: bool = False  # a fixed training flag of `tune` (not searched)
+    tune_flag: bool = False  # `tune` takes it as a flag: one value for every trial and the best model's retrain
+    search: "Search" = None  # a hyperparameter a search may vary (tune's space); None: never searched
     column: bool = False  # a column of sweep and report tables
+    none_shows: str = None  # how a table shows a None value that is a setting (clipnorm None: "off")
     flag: str = None  # the flag when it is not --<name> (e.g. --no-visualize)
     metavar: str = None
 
@@ -101,6 +103,27 @@ class Setting:
         if self.low is not None:
             return f"{noun} {'>' if self.low_open else '>='} {_show(self.low)}"
         return noun
+
+
+@dataclasses.dataclass(frozen=True)
+class Search:
+    """How a setting is searched by ``tune``: the space's entry checked by the setting's own rule.
+
+    ``default`` is its entry in the built-in space of every task whose model reads it (a list of
+    choices or a range ``{min, max, step, sampling}``); None: searchable when a space names it, not
+    searched by default. A pair setting (``conv_filters``) is searched as one hyperparameter per
+    entry (``parts``), each an integer in [part_low, part_high]; ``high`` caps what a search may
+    try where the setting's own range is open (a learning rate of 1e6 is valid, not worth a trial).
+    """
+
+    default: object = None
+    parts: tuple = None
+    part_low: int = None
+    part_high: int = None
+    high: float = None
+    # Its place in the built-in space: keras-tuner draws a trial's values in the order they are declared,
+    # so a fixed order keeps the same command and seed drawing the same trials (docs/experiments.md's records).
+    order: int = 0
 
 
 def _show(value):
@@ -135,45 +158,55 @@ class Config:
     native: bool = setting(False, "tfds CIFAR-10 as 32x32x3 RGB instead of the assignment's 28x28 grayscale",
                            group="data")
     # model
-    model: str = setting(None, "the network", kind=str, choices=Names(MODELS), group="model", column=True)
-    cell: str = setting("lstm", "recurrent cell", choices=CELLS, group="model", tune=False, column=True)
-    units: int = setting(128, "nHidden: recurrent units", low=1, high=65536, group="model", column=True)
-    layers: int = setting(1, "stacked recurrent layers", low=1, high=64, group="model", tune=True, column=True)
+    model: str = setting(None, "the network", kind=str, choices=Names(MODELS), group="model", column=True,
+                         search=Search())
+    cell: str = setting("lstm", "recurrent cell", choices=CELLS, group="model", column=True,
+                        search=Search(default=["rnn", "lstm", "gru"], order=3))
+    units: int = setting(128, "nHidden: recurrent units", low=1, high=65536, group="model", column=True,
+                         search=Search(default={"min": 32, "max": 256, "step": 32}, order=4))
+    layers: int = setting(1, "stacked recurrent layers", low=1, high=64, group="model", tune_flag=True, column=True,
+                          search=Search())
     conv_filters: tuple = setting((32, 64), "LeNet5 conv1 conv2 filters", kind=tuple, group="model",
-                                  expected="two integers >= 1 and <= 4096")
-    fc_units: int = setting(1024, "LeNet5 fc1 units", low=1, high=1 << 20, group="model")
+                                  expected="two integers >= 1 and <= 4096",
+                                  search=Search(default=([16, 32, 64], [32, 64, 128]), part_low=1, part_high=4096,
+                                                parts=("conv1_filters", "conv2_filters"), order=4))
+    fc_units: int = setting(1024, "LeNet5 fc1 units", low=1, high=1 << 20, group="model",
+                            search=Search(default=[256, 512, 1024], order=3))
     init: str = setting("starter", "starter: truncated normal 0.1 / bias 0.1 (RNN output: random normal); "
-                        "keras: Glorot", choices=INITS, group="model", tune=True, column=True)
+                        "keras: Glorot", choices=INITS, group="model", tune_flag=True, column=True)
     batchnorm: bool = setting(False, "LeNet5 with batch normalisation after conv1, conv2 and fc1, before each ReLU "
-                              "(off: the assignment's network)", group="model", tune=True, column=True)
+                              "(off: the assignment's network)", group="model", tune_flag=True, column=True)
     use_cudnn: object = setting("auto", "LSTM/GRU cuDNN kernel", kind=object, choices=CUDNN, group="model")
     # optimisation
     optimizer: str = setting("adam", "the optimizer ('momentum' is SGD with momentum)", choices=Names(OPTIMIZERS),
-                             column=True)
+                             column=True, search=Search(default=["adam", "momentum", "rmsprop"], order=2))
     lr: float = setting(None, "learning rate", kind=float,
-                        low=0, low_open=True, expected="a learning rate > 0", column=True)
+                        low=0, low_open=True, expected="a learning rate > 0", column=True,
+                        search=Search(default={"min": 1e-4, "max": 1e-2, "sampling": "log"}, high=10,
+                                      order=1))
     momentum: float = setting(0.9, "momentum for --optimizer momentum", low=0, high=1, high_open=True,
-                              expected="a value in [0, 1)", column=True)
+                              expected="a value in [0, 1)", column=True, search=Search())
     schedule: str = setting("constant", "learning rate: constant (the starters'), cosine decay to 0 over the run, "
                             "or onecycle (linear up from lr/10 to lr over --warmup, then linear down to 0)",
-                            choices=SCHEDULES, tune=True, column=True)
+                            choices=SCHEDULES, tune_flag=True, column=True)
     warmup: float = setting(0.0, "fraction of the run over which --schedule cosine or onecycle warms the learning "
                             "rate up linearly from lr/10 (0: no warm-up)", low=0, high=1, high_open=True,
-                            expected="a fraction in [0, 1)", metavar="FRACTION", tune=True, column=True)
+                            expected="a fraction in [0, 1)", metavar="FRACTION", tune_flag=True, column=True)
     ema: float = setting(0.0, "evaluate and export an exponential moving average of the weights with this momentum, "
                          "e.g. 0.99 (0: off, the starters')", low=0, high=1, high_open=True,
-                         expected="a momentum in [0, 1)", metavar="MOMENTUM", tune=True, column=True)
+                         expected="a momentum in [0, 1)", metavar="MOMENTUM", tune_flag=True, column=True)
     clipnorm: float = setting(None, "clip the global gradient norm (off)", kind=float, low=0, low_open=True,
-                              tune=True, column=True)
+                              tune_flag=True, column=True, none_shows="off")
     label_smoothing: float = setting(0.0, "label smoothing of the training loss (0: off, the starters')", low=0,
-                                     high=1, high_open=True, tune=True, column=True)
+                                     high=1, high_open=True, tune_flag=True, column=True)
     augment_shift: int = setting(0, "shift each training image by a random 0..PIXELS pixels per axis "
                                  "(0: off, the starters')", low=0, high=7, expected="whole pixels from 0 to 7",
-                                 metavar="PIXELS", tune=True, column=True)
+                                 metavar="PIXELS", tune_flag=True, column=True)
     flip: str = setting("none", "horizontal flips of training images: none (the starters'), random (each image "
                         "with probability 1/2) or alternate (a fixed half in even epochs, the other half in odd ones)",
-                        choices=FLIPS, tune=True, column=True)
-    batch_size: int = setting(None, "batch size", kind=int, low=1, high=1 << 20, tune=True, column=True)
+                        choices=FLIPS, tune_flag=True, column=True)
+    batch_size: int = setting(None, "batch size", kind=int, low=1, high=1 << 20, tune_flag=True, column=True,
+                              search=Search())
     epochs: int = setting(10, "epochs", low=1, high=100_000, column=True)
     steps: int = setting(None, "train this many steps instead of --epochs (starter CIFAR)", kind=int, low=1,
                          high=2**31 - 1)
@@ -182,11 +215,11 @@ class Config:
                                   high=2**62)
     display_step: int = setting(None, "print the starter's progress line every N steps", kind=int, low=1,
                                 high=2**31 - 1)
-    seed: int = setting(0, "random seed", low=0, high=2**32 - 1, tune=True, column=True)
-    deterministic: bool = setting(False, "TF op determinism: repeatable runs", group="execution", tune=True)
+    seed: int = setting(0, "random seed", low=0, high=2**32 - 1, tune_flag=True, column=True)
+    deterministic: bool = setting(False, "TF op determinism: repeatable runs", group="execution", tune_flag=True)
     # execution
     jit: str = setting("auto", "XLA: auto = where measured faster (GPU: all but cuDNN LSTM/GRU; CPU: LSTM/GRU only)",
-                       choices=JIT, group="execution", tune=True)
+                       choices=JIT, group="execution", tune_flag=True)
     steps_per_execution: int = setting(None, "steps per compiled call (auto)", kind=int, low=1, high=100_000,
                                        group="execution")
     precision: str = setting("auto", "auto (LeNet5: bfloat16 compute on CPUs with native bfloat16 instructions; "
@@ -201,11 +234,11 @@ class Config:
     runs_dir: str = setting("runs", "where run directories are created", group="outputs")
     tta: str = setting("none", "test-time augmentation of the final test metrics: none, flip (the image and its "
                        "mirror) or flip-shift (those two, each also moved one pixel diagonally both ways)",
-                       choices=TTA, group="outputs", tune=True, column=True)
+                       choices=TTA, group="outputs", tune_flag=True, column=True)
     test_curve: bool = setting(True, "per-epoch test accuracy for the curves", group="outputs", flag="--no-test-curve",
-                               tune=True)
+                               tune_flag=True)
     visualize: bool = setting(True, "filter figures, activation statistics and TensorBoard summaries",
-                              group="outputs", flag="--no-visualize", tune=True)
+                              group="outputs", flag="--no-visualize", tune_flag=True)
     export: bool = setting(True, "SavedModel and model.keras at the end", group="outputs", flag="--no-export")
     quiet: bool = setting(False, "no per-epoch output: only the result (and errors)", group="outputs")
     verbose: bool = setting(False, "Keras' full per-epoch line with every metric (bookkeeping ones too)",
@@ -232,7 +265,8 @@ class Config:
 
 SETTINGS = {f.name: f.metadata["setting"] for f in dataclasses.fields(Config)}
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(Config)}
-TUNE_FLAGS = tuple(name for name, s in SETTINGS.items() if s.tune)
+TUNE_FLAGS = tuple(name for name, s in SETTINGS.items() if s.tune_flag)
+SEARCHABLE = tuple(name for name, s in SETTINGS.items() if s.search is not None)
 _TABLE_ORDER = ("model", "training", "data", "execution", "outputs")
 COLUMNS = tuple(sorted((n for n, s in SETTINGS.items() if s.column), key=lambda n: _TABLE_ORDER.index(SETTINGS[n].group)))
 
@@ -241,6 +275,18 @@ def ignored_by_model(model, name):
     """True for a model setting the model does not read (``units`` of LeNet5): left blank in tables."""
     return SETTINGS[name].group == "model" and name != "model" and model in MODELS \
         and name not in MODELS[model].settings
+
+
+def ignored_by_optimizer(optimizer, name):
+    """True for an optimizer's own setting another optimizer does not read (``momentum`` with Adam)."""
+    readers = [o for o, spec in OPTIMIZERS.items() if name in spec.settings]
+    return bool(readers) and optimizer not in readers
+
+
+def ignored(config, name):
+    """True for a setting the run of ``config`` (a Config or its dict) does not read: blank in tables."""
+    get = config.get if isinstance(config, dict) else lambda key: getattr(config, key)
+    return ignored_by_model(get("model"), name) or ignored_by_optimizer(get("optimizer"), name)
 
 
 def flag_name(name):
@@ -340,8 +386,10 @@ def _quoted(key):
 
 def _problem(name, rule, value):
     """None if ``value`` is valid for ``rule``, else what was expected."""
-    if name == "conv_filters":
-        ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_int(v) and 1 <= v <= 4096 for v in value)
+    if rule.search is not None and rule.search.parts:  # a pair setting: an integer per entry (conv_filters)
+        low, high = rule.search.part_low, rule.search.part_high
+        ok = isinstance(value, (list, tuple)) and len(value) == len(rule.search.parts) and \
+            all(_is_int(v) and low <= v <= high for v in value)
         return None if ok else rule.describe()
     if name == "devices":
         ok = isinstance(value, (list, tuple)) and value and all(_device_name(d) for d in value)
@@ -439,8 +487,8 @@ def check_read(config):
             readers = [m for m, spec in MODELS.items() if name in spec.settings]
             raise UsageError(f"{flag_name(name)} {_given(value)}: the {config.model} model does not read it (it is a "
                              f"setting of {', '.join(readers) or 'no model'}); drop it, or choose such a model")
-        readers = [o for o, spec in OPTIMIZERS.items() if name in spec.settings]
-        if readers and config.optimizer not in readers:
+        if ignored_by_optimizer(config.optimizer, name):
+            readers = [o for o, spec in OPTIMIZERS.items() if name in spec.settings]
             raise UsageError(f"{flag_name(name)} {_given(value)}: --optimizer {config.optimizer} does not read it "
                              f"(only {', '.join(readers)} does); drop it, or choose that optimizer")
 

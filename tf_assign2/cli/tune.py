@@ -1,6 +1,7 @@
 """``python -m tf_assign2.tune cifar|mnist``: a keras-tuner search, then the best retrained (``api.tune``).
 
-The fixed training flags are generated from the settings schema (each setting marked ``tune``).
+The fixed training flags are generated from the settings schema (each setting marked ``tune_flag``); the
+hyperparameters and the built-in space come from it too (each setting's ``search``).
 """
 
 import argparse
@@ -29,7 +30,9 @@ def build_parser():
     g.add_argument("--initial-points", type=positive_int, default=None,
                    help="bayesian: random trials before the Gaussian process steers (3 x number of hyperparameters)")
     g.add_argument("--space", metavar="FILE", default=None,
-                   help="YAML search space (see configs/tune/); default: the built-in space of the task")
+                   help="YAML search space; default: the built-in space of the task (--print-space shows it)")
+    g.add_argument("--print-space", action="store_true",
+                   help="print the task's built-in search space as a YAML file to copy and edit, and stop")
     g.add_argument("--directory", default="runs/tune", help="parent of the project directory (runs/tune)")
     g.add_argument("--project-name", default=None, help="project directory name (<task>-<tuner>)")
     g.add_argument("--overwrite", action="store_true", help="delete the project and start the search again")
@@ -57,6 +60,12 @@ OUTCOME_CODES = {"completed": 0, "worker": 0, "failed": 1, "diverged": 1, "inter
 
 def tune(argv=None):
     args = build_parser().parse_args(argv)
+    if args.print_space:
+        from tf_assign2.experiments.tune import space_text
+
+        api.search_space(args.task)  # the same checks as the Python call
+        print(space_text(args.task), end="")
+        return 0
     fixed = {k: v for k, v in flag_values(args).items() if k not in ("task", "epochs")}  # the search's own
     results = api.tune(args.task, tuner=args.tuner, max_trials=args.max_trials, epochs=args.epochs,
                        max_epochs=args.max_epochs, factor=args.factor, initial_points=args.initial_points,

@@ -460,13 +460,11 @@ def run_row(label, config, run_dir=None):
     from the run's files, status, test accuracy, time and the per-epoch history. No run: pending."""
     config = checked_settings(config, f"{run_dir}/config.json" if run_dir else f"entry {label}")
     row = {"entry": label, **{k: config.get(k) for k in SETTING_COLUMNS}}
-    for name in SETTING_COLUMNS:  # model settings the model does not read are left blank
-        if schema.ignored_by_model(row["model"], name):
+    for name in SETTING_COLUMNS:  # settings the model or the optimizer does not read are left blank
+        if schema.ignored(row, name):
             row[name] = None
-    if row["optimizer"] != "momentum":
-        row["momentum"] = None
-    if row["clipnorm"] is None:  # a setting, not a blank: the column shows when some runs clip
-        row["clipnorm"] = "off"
+        elif row[name] is None and schema.SETTINGS[name].none_shows:  # a setting, not a blank ("off")
+            row[name] = schema.SETTINGS[name].none_shows
     row.update({k: None for k in RESULT_COLUMNS})
     row.update(status="pending", history={}, path=None)
     if run_dir is not None:

@@ -3,7 +3,7 @@
 The assignment asks students to search learning rate, training method and hidden units.
 This module turns that into one resumable command:
 
-    search space (defaults below, or a YAML file in configs/tune/)
+    search space (the settings schema's ``search`` entries, or a YAML file; ``--print-space``)
         -> a keras-tuner HyperModel that builds the models of ``models.py`` and trains them
            on the train split, scored on the validation split (the test split is never seen)
         -> RandomSearch | BayesianOptimization | Hyperband, objective val_accuracy
@@ -51,83 +51,87 @@ NEVER = 2**31
 
 @dataclasses.dataclass(frozen=True)
 class Rule:
-    """What one tunable hyperparameter accepts: its type, tasks, and valid values."""
+    """What one hyperparameter accepts: its type, the tasks it exists for, and valid values (from the schema)."""
 
+    setting: str  # the setting it varies (conv1_filters varies an entry of conv_filters)
     type: type
     tasks: tuple
     ok: object
     expected: str
 
 
-def _task_models():
-    return {task: settings.task_defaults(task)["model"] for task in settings.TASKS}
-
-
-def _rule(name, setting=None, search_max=None):
-    """A hyperparameter checked by the schema of ``setting`` (default: ``name``), for the tasks whose
-    default model reads it (every task for a setting that is not a model's); ``search_max`` caps
-    what a search may try beyond the schema's range."""
-    setting = setting or name
+def _rule(name, setting):
+    """The hyperparameter ``name`` of ``setting``, checked by that setting's schema (and its ``Search``), for the
+    tasks whose default model reads it (every task for a setting that is not a model's)."""
     schema = settings.SETTINGS[setting]
-    readers = [task for task, model in _task_models().items() if setting in MODELS[model].settings]
-    is_model_setting = any(setting in spec.settings for spec in MODELS.values())
-    tasks = tuple(readers) if is_model_setting else settings.TASKS
-    kind = int if setting == "conv_filters" else schema.kind
-    if setting == "conv_filters":
-        def ok(v):
-            return v >= 1
-
-        expected = "an integer >= 1"
+    search = schema.search
+    task_models = {task: settings.task_defaults(task)["model"] for task in settings.TASKS}
+    if any(setting in spec.settings for spec in MODELS.values()):
+        tasks = tuple(task for task, model in task_models.items() if setting in MODELS[model].settings)
     else:
+        tasks = settings.TASKS
+    if search.parts:
         def ok(v):
-            return settings._problem(setting, schema, v) is None and (search_max is None or v <= search_max)
+            return search.part_low <= v <= search.part_high
 
-        expected = schema.describe() if search_max is None else f"a learning rate in (0, {search_max:g}]"
-    return Rule(kind, tasks, ok, expected)
+        return Rule(setting, int, tasks, ok, f"an integer >= {search.part_low} and <= {search.part_high}")
+
+    def ok(v):
+        return settings._problem(setting, schema, v) is None and (search.high is None or v <= search.high)
+
+    expected = schema.describe() if search.high is None else f"a learning rate in (0, {search.high:g}]"
+    return Rule(setting, schema.kind, tasks, ok, expected)
 
 
-# The hyperparameters a search may vary, each checked by its setting's schema. conv1/conv2_filters
-# are the two entries of the conv_filters setting.
-HYPERPARAMETERS = {
-    "model": _rule("model"),
-    "lr": _rule("lr", search_max=10),
-    "optimizer": _rule("optimizer"),
-    "momentum": _rule("momentum"),
-    "batch_size": _rule("batch_size"),
-    "fc_units": _rule("fc_units"),
-    "conv1_filters": _rule("conv1_filters", "conv_filters"),
-    "conv2_filters": _rule("conv2_filters", "conv_filters"),
-    "cell": _rule("cell"),
-    "units": _rule("units"),
-    "layers": _rule("layers"),
-}
+def _hyperparameters():
+    """Every hyperparameter a search may vary, in the schema's order: one per searchable setting, or one per
+    entry of a pair setting (conv1_filters, conv2_filters)."""
+    rules = {}
+    for setting in settings.SEARCHABLE:
+        for name in settings.SETTINGS[setting].search.parts or (setting,):
+            rules[name] = _rule(name, setting)
+    return rules
 
-# The default spaces; configs/tune/{cifar,mnist}.yaml hold the same, as files to copy and edit.
-# "momentum" is SGD with momentum 0.9 (config.momentum). Conv filters go one step either
-# side of the starter's 32/64.
-LR_RANGE = {"min": 1e-4, "max": 1e-2, "sampling": "log"}
-DEFAULT_SPACES = {
-    "cifar": {
-        "lr": LR_RANGE,
-        "optimizer": ["adam", "momentum", "rmsprop"],
-        "fc_units": [256, 512, 1024],
-        "conv1_filters": [16, 32, 64],
-        "conv2_filters": [32, 64, 128],
-    },
-    "mnist": {
-        "lr": LR_RANGE,
-        "optimizer": ["adam", "momentum", "rmsprop"],
-        "cell": ["rnn", "lstm", "gru"],
-        "units": {"min": 32, "max": 256, "step": 32},
-    },
-}
+
+HYPERPARAMETERS = _hyperparameters()
 # search.png: marker shape by this hyperparameter, colour by optimizer.
 MARKER_BY = {"cifar": "fc_units", "mnist": "cell"}
 
 
 def default_space(task):
-    """The built-in space, in the same checked form a YAML file gives."""
-    return validate_space(DEFAULT_SPACES[task], task, "built-in space")
+    """The built-in space of ``task``: every searchable setting's default entry (``Search.default``) that the
+    task's model reads, in their ``Search.order``, in the same checked form a YAML file gives."""
+    space = {}
+    for setting in sorted(settings.SEARCHABLE, key=lambda name: settings.SETTINGS[name].search.order):
+        search = settings.SETTINGS[setting].search
+        if search.default is None:
+            continue
+        entries = zip(search.parts, search.default) if search.parts else [(setting, search.default)]
+        space.update({name: entry for name, entry in entries if task in HYPERPARAMETERS[name].tasks})
+    return validate_space(space, task, "built-in space")
+
+
+SPACE_HELP = """\
+# The built-in search space of `python -m tf_assign2.tune {task}` (printed by --print-space; copy and edit,
+# then pass it with --space FILE). The file is the whole space: a hyperparameter it does not name keeps the
+# normal training default.
+#
+#   name: [a, b, c]                                    a choice
+#   name: {{min: .., max: .., sampling: log, step: ..}}  a range (sampling linear or log;
+#                                                      step adds for linear, multiplies for log)
+#   name: value                                        fixed
+#
+# {task} names: {names}.
+"""
+
+
+def space_text(task):
+    """The built-in space of ``task`` as a commented YAML file (``tune --print-space``)."""
+    import yaml
+
+    names = ", ".join(name for name, rule in HYPERPARAMETERS.items() if task in rule.tasks)
+    body = yaml.safe_dump(default_space(task), sort_keys=False, default_flow_style=None)
+    return SPACE_HELP.format(task=task, names=names) + body
 
 
 def load_space(path, task):
@@ -237,13 +241,22 @@ def declare(hp, name, spec):
 def trial_config(base, values):
     """The run config of one trial: the base settings with the trial's hyperparameter values.
 
-    ``values`` may hold keras-tuner's own ``tuner/...`` entries (Hyperband); they are ignored.
+    ``values`` may hold keras-tuner's own ``tuner/...`` entries (Hyperband); they are ignored. The
+    entries of a pair setting (conv1_filters, conv2_filters) replace their places in its tuple.
     """
-    fields = {k: v for k, v in values.items() if k in HYPERPARAMETERS and not k.startswith("conv")}
-    conv = list(base.conv_filters)
-    conv[0] = values.get("conv1_filters", conv[0])
-    conv[1] = values.get("conv2_filters", conv[1])
-    return dataclasses.replace(base, **fields, conv_filters=tuple(conv))
+    changes = {}
+    for name, value in values.items():
+        rule = HYPERPARAMETERS.get(name)
+        if rule is None:
+            continue
+        parts = settings.SETTINGS[rule.setting].search.parts
+        if parts:
+            entries = list(changes.get(rule.setting, getattr(base, rule.setting)))
+            entries[parts.index(name)] = value
+            changes[rule.setting] = tuple(entries)
+        else:
+            changes[name] = value
+    return dataclasses.replace(base, **changes)
 
 
 # --------------------------------------------------------------------------- the hypermodel

@@ -331,7 +331,7 @@ def write_hparams(log_dir, config, summary):
     With every run, sweep entry and retrained best trial writing these, ``tensorboard --logdir
     runs`` compares runs in the HParams table, parallel-coordinates and scatter views. The
     settings are the schema's table columns (plus task, dataset and schedule) that the model reads;
-    a setting that is off (``clipnorm`` None) is written as 0 so each column keeps one type.
+    a setting that is off (None) is written as 0 so each column keeps one type.
     """
     from tensorboard.plugins.hparams import api as hp
 
