@@ -12,20 +12,35 @@ setup(
     long_description=README.read_text() if README.is_file() else "",
     long_description_content_type="text/markdown",
     packages=find_packages(include=["tf_assign2", "tf_assign2.*"]),
+    package_data={"tf_assign2": ["py.typed"]},  # the public API has type hints (PEP 561)
+    license="MIT",
+    license_files=["LICENSE"],
     python_requires=">=3.10",
+    # Upper bounds at the next major version: the code reaches into private parts of Keras
+    # (the optimizer's variable lists), keras-tuner (keras_tuner.src for the chief's gRPC service)
+    # and TensorFlow (the gradient registry); constraints.txt pins the versions CI runs.
     install_requires=[
-        "tensorflow>=2.16",
-        "keras>=3.0",
-        "tensorboard",  # TF 2.21 no longer pulls it in; tf.summary and keras-tuner need it
-        "tensorflow-datasets",
-        "keras-tuner>=1.4",
-        "scikit-learn",  # keras-tuner's Bayesian optimisation
-        "scipy",
-        "matplotlib",
+        "tensorflow>=2.16,<3",
+        "keras>=3.6,<4",  # 3.6: model.export(..., verbose=False)
+        "tensorboard<3",  # TF 2.21 no longer pulls it in; tf.summary and keras-tuner need it
+        "tensorflow-datasets<5",
+        "keras-tuner[bayesian]>=1.4,<2",  # [bayesian]: scikit-learn and scipy for BayesianOptimization
+        "matplotlib<4",
         "pillow",
-        "pyyaml",
+        "pyyaml<7",
         "importlib_resources",  # tensorflow-datasets 4.9 imports it but does not declare it
-        "numpy",
+        "numpy<3",
+    ],
+    classifiers=[
+        "Development Status :: 4 - Beta",
+        "Intended Audience :: Education",
+        "Intended Audience :: Science/Research",
+        "Operating System :: POSIX :: Linux",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Programming Language :: Python :: 3.11",  # the version CI tests (constraints.txt)
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+        "Typing :: Typed",
     ],
     extras_require={
         # nbclient, nbformat and ipykernel: the notebooks run in a real Jupyter kernel in the slow tier;

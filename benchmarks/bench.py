@@ -401,8 +401,8 @@ def bound(cfg, x, y, epochs):
     """
     import tensorflow as tf
 
+    from tf_assign2.optimizers import make_optimizer
     from tf_assign2.training.losses import training_loss
-    from tf_assign2.training.optimizers import make_optimizer
 
     model = build_model(our_trainer(cfg, x, y))
     images = tf.constant(x, tf.float32) / 255.0
@@ -440,7 +440,7 @@ def optimizer_step_ms(cfg, repeats=200):
     """
     import tensorflow as tf
 
-    from tf_assign2.training.optimizers import make_optimizer
+    from tf_assign2.optimizers import make_optimizer
 
     model = build_model(our_trainer(cfg))
     optimizer = make_optimizer(cfg)

@@ -18,7 +18,7 @@ from tf_assign2 import config as schema
 from tf_assign2.cli import training_parser
 from tf_assign2.errors import UsageError
 from tf_assign2.models import MODELS
-from tf_assign2.training.optimizers import OPTIMIZERS
+from tf_assign2.optimizers import OPTIMIZERS
 
 TINY = dict(data_dir=str(DATA / "CIFAR10"), ntrain=10, ntest=5, epochs=1, optimizer="sgd", lr=0.01)
 
@@ -78,7 +78,7 @@ def test_names_registered_at_run_time_are_choices_of_flags_files_and_calls(regis
     assert (parsed.model, parsed.optimizer) == ("tiny_mlp", "tiny_nesterov")
     config = ta.settings("cifar", model="tiny_mlp", optimizer="tiny_nesterov", fc_units=8)
     assert schema.ignored_by_model("tiny_mlp", "conv_filters") and not schema.ignored_by_model("tiny_mlp", "fc_units")
-    from tf_assign2.training.optimizers import make_optimizer
+    from tf_assign2.optimizers import make_optimizer
 
     optimizer = make_optimizer(config)
     assert (type(optimizer).__name__, optimizer.momentum, optimizer.nesterov) == ("SGD", 0.9, True)

@@ -14,12 +14,12 @@ from test_lifecycle import StopAt, _history, _resume
 
 from tf_assign2 import config as settings
 from tf_assign2 import data, models
-from tf_assign2.analysis import evaluation
 from tf_assign2.cli import training_parser
 from tf_assign2.cli.tune import build_parser as tune_parser
 from tf_assign2.data import pipeline
 from tf_assign2.errors import UsageError
 from tf_assign2.training import ema, schedules
+from tf_assign2.training import tta as test_time
 from tf_assign2.training.trainer import Trainer
 
 SEED, BATCH = 3, 45  # 180 training images (20 per class less the validation split): 4 full batches
@@ -239,7 +239,7 @@ def test_tta_flip_averages_the_probabilities_of_the_image_and_its_mirror(small_c
 
 def test_flip_shift_views_are_the_mirror_and_one_pixel_diagonal_moves(cifar_arrays):
     images = cifar_arrays.test_x[:4]
-    views = evaluation.tta_views(images, "flip-shift")
+    views = test_time.tta_views(images, "flip-shift")
     assert [w for w, _ in views] == [0.25, 0.25, 0.125, 0.125, 0.125, 0.125] and sum(w for w, _ in views) == 1
     plain, mirror, down_right, up_left = (v for _, v in views[:4])
     assert np.array_equal(plain, images) and np.array_equal(mirror, images[:, :, ::-1])

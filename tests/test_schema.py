@@ -37,7 +37,7 @@ def test_every_setting_is_a_training_flag_with_its_schema():
 def test_registries_are_the_choices():
     assert settings.SETTINGS["model"].choices == tuple(MODELS)
     from tf_assign2.data import READERS
-    from tf_assign2.training.optimizers import OPTIMIZERS
+    from tf_assign2.optimizers import OPTIMIZERS
 
     assert settings.SETTINGS["optimizer"].choices == tuple(OPTIMIZERS)
     assert settings.SETTINGS["source"].choices == ("auto", *READERS)

@@ -27,14 +27,17 @@ import html
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tf_assign2 import config as schema
-from tf_assign2 import runs
+from tf_assign2 import models, runs
 from tf_assign2.errors import UsageError
 from tf_assign2.global_state import preserved
-from tf_assign2.models import register_model
-from tf_assign2.training.optimizers import register_optimizer
+from tf_assign2.optimizers import register_optimizer
+
+PathLike = str | os.PathLike  # a file or folder, as text or a Path
 
 __all__ = ["settings", "train", "resume", "open_run", "Run", "evaluate", "sweep", "tune", "search_space", "report",
            "register_model", "register_optimizer"]
@@ -43,7 +46,27 @@ __all__ = ["settings", "train", "resume", "open_run", "Run", "evaluate", "sweep"
 # --------------------------------------------------------------------------- settings
 
 
-def settings(task="cifar", config=None, **values):
+def register_model(name: str, builder: Callable, *, family: str = "other", settings: tuple = (),
+                   title: Callable | None = None, label: Callable | None = None, bfloat16_on_cpu: bool = False,
+                   adam_lr: float | None = None, replace: bool = False) -> models.ModelSpec:
+    """Make ``builder`` trainable as ``--model NAME`` / ``settings(..., model=NAME)`` in this process.
+
+    ``builder(config, input_shape, num_classes)`` returns a Keras model from images (H, W, C) in
+    [0, 1] to logits; it may read the model settings named in ``settings`` (e.g. ``("fc_units",)``:
+    the others are blank in tables), each checked here against the settings schema. ``family`` "cnn"
+    or "recurrent" opts into those figures and report sections. A second registration of a name is
+    refused, unless ``replace=True`` replaces your own (a notebook cell run again).
+    """
+    model_settings = sorted(n for n, s in schema.SETTINGS.items() if s.group == "model" and n != "model")
+    unknown = [s for s in settings if s not in model_settings]
+    if unknown:
+        raise UsageError(f"register_model {name!r}: settings {unknown[0]!r} is not a model setting "
+                         f"(expected some of {', '.join(model_settings)})")
+    return models.register_model(name, builder, family=family, settings=settings, title=title, label=label,
+                                 bfloat16_on_cpu=bfloat16_on_cpu, adam_lr=adam_lr, replace=replace)
+
+
+def settings(task: str = "cifar", config: PathLike | None = None, **values: Any) -> schema.Config:
     """The settings of a run of ``task`` ("cifar" or "mnist"), validated: the task's defaults, then the
     YAML file ``config`` (as ``--config``), then ``values`` (setting names, as the flags without ``--``).
 
@@ -70,7 +93,7 @@ def _settings_of(config, values):
 # --------------------------------------------------------------------------- one run
 
 
-def train(config, **values):
+def train(config: schema.Config | str, **values: Any) -> "Run":
     """Train one run into a new folder under ``config.runs_dir``; returns its ``Run``.
 
     ``config`` comes from ``settings(...)`` (or is a task name, with ``values`` as for ``settings``).
@@ -95,7 +118,7 @@ def train(config, **values):
             raise
 
 
-def resume(run_dir):
+def resume(run_dir: PathLike) -> "Run":
     """Continue an interrupted run from its last intact epoch (or finish its export); returns its ``Run``.
 
     The run keeps the settings and the plan it recorded, so it continues exactly as it started.
@@ -143,7 +166,7 @@ def _run(trainer, run_dir, resume):
     return Run(run_dir, model=trainer.model)
 
 
-def load_data(config):
+def load_data(config: schema.Config) -> tuple:
     """The run's arrays and what they are. Local files (PNG, idx) are read before TensorFlow starts, so
     every data error - a missing folder, a bad file, bad labels - comes within a second;
     tensorflow-datasets needs TensorFlow, so it is started first for that source."""
@@ -305,7 +328,7 @@ class Run:
                 f"{png_html(self.path / 'curves.png')}</div>")
 
 
-def open_run(path):
+def open_run(path: PathLike) -> "Run":
     """The ``Run`` of an existing run folder (``UsageError`` if ``path`` is not one)."""
     return Run(path)
 
@@ -336,7 +359,7 @@ def load_model(run_dir):
 # --------------------------------------------------------------------------- evaluate, visualize, export
 
 
-def evaluate(path, tta=None, out=None, **data):
+def evaluate(path: PathLike, tta: str | None = None, out: PathLike | None = None, **data: Any) -> "Evaluation":
     """``python -m tf_assign2.evaluate PATH``: test accuracy, loss and confusion matrix of an export (a run
     folder's SavedModel, a SavedModel folder, or a model.onnx / model.tflite file) on a test split.
 
@@ -412,8 +435,10 @@ def _compare_test_data(run_dir, test_x, test_y, info, result):
               "test accuracy is not comparable with this one", flush=True)
 
 
-def visualize(run_dir, methods="none", out=None, layer=None, maps=16, images=None, occluder=7, stride=1,
-              shared_scale=False, gradcam_layers=None, score_images=100, figure_images=6, baseline=0.0, **data):
+def visualize(run_dir: PathLike, methods: str = "none", out: PathLike | None = None, layer: str | None = None,
+              maps: int = 16, images: str | None = None, occluder: int = 7, stride: int = 1, shared_scale: bool = False,
+              gradcam_layers: str | None = None, score_images: int = 100, figure_images: int = 6, baseline: float = 0.0,
+              **data: Any) -> "Figures":
     """``python -m tf_assign2.visualize RUN``: the Zeiler & Fergus figures of a finished run (top-9 patches,
     deconvnet, occlusion, activation statistics, filters) and, with ``methods`` ("all", or a comma list of
     saliency, smoothgrad, ig, gradcam, occlusion), attribution maps and their deletion/insertion scores.
@@ -455,7 +480,7 @@ def visualize(run_dir, methods="none", out=None, layer=None, maps=16, images=Non
     return Figures(written, out)
 
 
-def export(run_dir, formats="onnx,litert"):
+def export(run_dir: PathLike, formats: str = "onnx,litert") -> dict:
     """``python -m tf_assign2.export RUN``: model.onnx and/or model.tflite of a finished run beside its
     SavedModel, each checked against the Keras model and recorded in exports.json (a line per file);
     returns the records.
@@ -537,7 +562,8 @@ class SweepResults:
         return f"<div>{title}{self.table()._repr_html_()}{png_html(self.path / 'overlay.png')}</div>"
 
 
-def sweep(spec, out=None, dry_run=False, max_entries=None, chief=None, worker=None, **overrides):
+def sweep(spec: PathLike | dict, out: PathLike | None = None, dry_run: bool = False, max_entries: int | None = None,
+          chief: str | None = None, worker: str | None = None, **overrides: Any) -> "SweepResults":
     """``python -m tf_assign2.sweep FILE``: every entry of a sweep as a normal training run (``train``),
     resumably: the same call again continues it. ``spec`` is a sweep YAML file or the same as a dict;
     ``overrides`` are settings applied to every entry (as the sweep command's training flags).
@@ -608,9 +634,11 @@ class SearchResults:
                 f"{html_table(columns, cells)}{png_html(self.path / 'search.png')}</div>")
 
 
-def tune(task, tuner="random", max_trials=None, epochs=None, max_epochs=None, factor=None, initial_points=None,
-         space=None, directory="runs/tune", project_name=None, overwrite=False, chief=None, worker=None,
-         config=None, **values):
+def tune(task: str, tuner: str = "random", max_trials: int | None = None, epochs: int | None = None,
+         max_epochs: int | None = None, factor: int | None = None, initial_points: int | None = None,
+         space: PathLike | dict | None = None, directory: PathLike = "runs/tune", project_name: str | None = None,
+         overwrite: bool = False, chief: str | None = None, worker: str | None = None,
+         config: PathLike | None = None, **values: Any) -> "SearchResults":
     """``python -m tf_assign2.tune TASK``: a keras-tuner search scored on the validation split, then the best
     hyperparameters retrained as a normal run (``train``) and tested. Re-running it continues the search.
 
@@ -641,7 +669,7 @@ def tune(task, tuner="random", max_trials=None, epochs=None, max_epochs=None, fa
     return SearchResults(search.project_dir, rows, best, Run(run_dir) if run_dir else None, outcome)
 
 
-def search_space(task):
+def search_space(task: str) -> dict:
     """``python -m tf_assign2.tune TASK --print-space``: the task's built-in search space as a dict (hyperparameter
     -> list of choices or {min, max, step, sampling} range), read from the settings schema; edit it and pass it
     to ``tune(task, space=...)``. ``search_space(task)["units"] = [64, 128]`` narrows one hyperparameter."""
@@ -652,7 +680,7 @@ def search_space(task):
     return tuning.default_space(task)
 
 
-def report(paths, out=None, command=None):
+def report(paths: list, out: PathLike | None = None, command: str | None = None) -> Path:
     """``python -m tf_assign2.report PATH...``: REPORT.md and its figures from finished runs and sweeps;
     returns the path of REPORT.md (default folder: a new reports/report-<timestamp>/)."""
     from tf_assign2.experiments.report import build_report

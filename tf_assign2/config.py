@@ -27,12 +27,11 @@ import difflib
 import json
 import math
 
-from tf_assign2.analysis.evaluation import TTA
 from tf_assign2.data.pipeline import FLIPS
 from tf_assign2.data.sources import DATASETS, SOURCES, SUBSETS
 from tf_assign2.errors import UsageError
 from tf_assign2.models import CELLS, INITS, MODELS
-from tf_assign2.training.optimizers import OPTIMIZERS
+from tf_assign2.optimizers import OPTIMIZERS
 
 
 class Names:
@@ -67,6 +66,7 @@ PRECISIONS = ("auto", "float32", "mixed", "bfloat16")
 SCHEDULES = ("constant", "cosine", "onecycle")
 STRATEGIES = ("default", "mirrored")
 CUDNN = ("auto", True, False)
+TTA = ("none", "flip", "flip-shift")  # --tta: the views averaged at test time (training.tta)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,7 +13,7 @@ from functools import partial
 import keras
 from keras import layers
 
-from tf_assign2.models import INITS
+from tf_assign2.models.options import INITS
 
 
 def _starter_conv_init(init):

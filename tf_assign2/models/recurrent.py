@@ -6,7 +6,7 @@ The model takes images (height, width, channels) in [0, 1] and returns **logits*
 import keras
 from keras import layers
 
-from tf_assign2.models import CELLS, INITS
+from tf_assign2.models.options import CELLS, INITS
 
 
 def _recurrent_layer(cell, units, return_sequences, name, use_cudnn):

@@ -26,12 +26,12 @@ import numpy as np
 import tensorflow as tf
 
 from tf_assign2 import data, figures, models, runs
-from tf_assign2.analysis import evaluation
 from tf_assign2.config import to_dict
+from tf_assign2.optimizers import make_optimizer
 from tf_assign2.training import callbacks as loop
 from tf_assign2.training import ema, export, schedules
+from tf_assign2.training import tta as test_time
 from tf_assign2.training.losses import starter_cross_entropy, training_loss
-from tf_assign2.training.optimizers import make_optimizer
 from tf_assign2.training.plan import Plan, distribution_strategy, make_plan, precision_policy
 
 EVAL_BATCH = 256
@@ -126,7 +126,7 @@ class Trainer:
     def test_metrics(self, model, tta=None):
         """(loss, accuracy) on the test split, in float64 NumPy, under the run's ``--tta`` (or ``tta``).
 
-        With test-time augmentation the class probabilities of the views (``evaluation.tta_views``)
+        With test-time augmentation the class probabilities of the views (``test_time.tta_views``)
         are averaged, as ``python -m tf_assign2.evaluate --tta`` averages an export's.
         """
         tta = self.config.tta if tta is None else tta
@@ -138,8 +138,8 @@ class Trainer:
             logits = model.predict(data.eval_dataset(images, self.arrays.test_y, EVAL_BATCH), verbose=0)
             return tf.nn.softmax(tf.cast(logits, tf.float32)).numpy()  # the exported models' float32 softmax
 
-        views = evaluation.view_probabilities(probabilities, self.arrays.test_x, tta)
-        return evaluation.probability_metrics(evaluation.average(views), self.arrays.test_y)
+        views = test_time.view_probabilities(probabilities, self.arrays.test_x, tta)
+        return test_time.probability_metrics(test_time.average(views), self.arrays.test_y)
 
     def plain_test_metrics(self, model, callbacks, epochs_completed):
         """(loss, accuracy) on the test split without augmentation, after training: the test curve's last

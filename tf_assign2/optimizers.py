@@ -13,6 +13,8 @@ choice of the ``optimizer`` hyperparameter) then accept it by name.
 
 import dataclasses
 import importlib
+from collections.abc import Callable
+from typing import Any
 
 from tf_assign2.errors import UsageError
 from tf_assign2.registry import check_new_name
@@ -44,7 +46,7 @@ OPTIMIZERS = {
 BUILT_IN = frozenset(OPTIMIZERS)
 
 
-def register_optimizer(name, optimizer, replace=False, **fixed):
+def register_optimizer(name: str, optimizer: Callable, replace: bool = False, **fixed: Any) -> OptimizerSpec:
     """Make ``optimizer`` usable as ``--optimizer NAME`` / ``settings(..., optimizer=NAME)`` in this process.
 
     ``optimizer`` is a Keras optimizer class, or any callable taking the learning rate (a number or
