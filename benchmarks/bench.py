@@ -78,8 +78,8 @@ METHOD_NAMES = {
 
 
 @dataclasses.dataclass
-class Plan:
-    """How much to measure (not the trainer's hardware plan, ``Trainer.plan``).
+class Scope:
+    """How much to measure (the Trainer has its own hardware plan, ``Trainer.plan``).
 
     ``full_run()`` makes a record for ``docs/bench/``; ``quick_run()`` is the CI-sized run.
     """
@@ -478,16 +478,16 @@ def lenet_methods(methods, auto_precision):
     return tuple(m for m in methods if m != "ours_f32" or auto_precision != "float32")
 
 
-def training_figures(plan, x, y, task, batches, methods, cells=(None,), label="images/s"):
+def training_figures(scope, x, y, task, batches, methods, cells=(None,), label="images/s"):
     """{batch: {cell: {method: figure}}} for every combination, each method one fit in turn."""
     out = {}
     for batch in batches:
         for cell in cells:
             for method in methods:
-                if method == "xla" and task == "cifar" and batch not in plan.xla_batches:
+                if method == "xla" and task == "cifar" and batch not in scope.xla_batches:
                     continue
                 begun = time.perf_counter()
-                rates = measure(method, task, x, y, batch, plan.repeats + 1, cell=cell or "lstm")
+                rates = measure(method, task, x, y, batch, scope.repeats + 1, cell=cell or "lstm")
                 figure = _figure(rates)
                 figure["seconds"] = round(time.perf_counter() - begun, 1)
                 out.setdefault(str(batch), {}).setdefault(cell or task, {})[method] = figure
@@ -557,9 +557,9 @@ def time_to_accuracy(task, target, max_epochs, ntrain=None):
 # --------------------------------------------------------------------------- memory
 
 
-def peak_rss(plan, env=None):
+def peak_rss(scope, env=None):
     """Peak resident memory of a default CIFAR CLI run (``cli_run``)."""
-    return cli_run("cifar", plan.rss_args, env)
+    return cli_run("cifar", scope.rss_args, env)
 
 
 def cli_run(task, args=(), env=None, source=None):
@@ -600,23 +600,23 @@ def cli_run(task, args=(), env=None, source=None):
             "output": output}
 
 
-def default_cli_runs(plan):
+def default_cli_runs(scope):
     """The default runs the wall-time rows measure: CIFAR, MNIST and, where its idx files are installed,
     two epochs of LeNet5 on the full Fashion-MNIST (where the per-epoch extras meet 6x the data)."""
-    runs = [("cifar", plan.rss_args), ("mnist", plan.rss_args)]
+    runs = [("cifar", scope.rss_args), ("mnist", scope.rss_args)]
     if _fashion_folder() is not None:
-        epochs = ("--epochs", "1", "--ntrain", "200", "--ntest", "50") if plan.quick else ("--epochs", "2")
+        epochs = ("--epochs", "1", "--ntrain", "200", "--ntest", "50") if scope.quick else ("--epochs", "2")
         runs.append(("mnist", ("--dataset", "fashion_mnist", "--model", "lenet5", *epochs)))
     return runs
 
 
-def compare_cli_runs(plan, other=None):
+def compare_cli_runs(scope, other=None):
     """Each default CLI run with this checkout's code, with ``other``'s where given (before it, so both
     meet the machine in the same state: the before/after rows of one benchmark run), and its floor
     (``floor_cli_run``)."""
     codes = ([(_checkout_label(other), other)] if other else []) + [("this checkout", None)]
     rows = []
-    for task, args in default_cli_runs(plan):
+    for task, args in default_cli_runs(scope):
         for code, source in codes:
             _log(f"wall time ({code}): python -m tf_assign2.{task} {' '.join(args)} ...")
             rows.append({**cli_run(task, args, source=source), "code": code})
@@ -786,8 +786,8 @@ def _loadavg():
         return None
 
 
-def run_bench(plan):
-    """Measure everything in ``plan``; returns the results dict that ``markdown`` renders.
+def run_bench(scope):
+    """Measure everything in ``scope``; returns the results dict that ``markdown`` renders.
 
     The children (data workers, the CLI run for peak RSS) go first, before this process loads
     TensorFlow; then the training figures, all in this process. ``phase_seconds`` says where
@@ -797,8 +797,8 @@ def run_bench(plan):
 
     _cifar_root()  # no data: one line and exit code 2 now, not a worker's traceback later
     started = time.perf_counter()
-    results = {"quick": plan.quick, "repeats": plan.repeats, "date": datetime.date.today().isoformat(),
-               "plan": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(plan).items()},
+    results = {"quick": scope.quick, "repeats": scope.repeats, "date": datetime.date.today().isoformat(),
+               "scope": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(scope).items()},
                "phase_seconds": {}}
 
     def phase(name, fn):
@@ -808,46 +808,46 @@ def run_bench(plan):
         return value
 
     load_start = _loadavg()
-    if plan.compare_with or plan.cli_only:
-        results["cli_runs"] = phase("cli_runs", lambda: compare_cli_runs(plan, plan.compare_with))
-    if plan.cli_only:
+    if scope.compare_with or scope.cli_only:
+        results["cli_runs"] = phase("cli_runs", lambda: compare_cli_runs(scope, scope.compare_with))
+    if scope.cli_only:
         results["machine"] = {**machine(), "loadavg_start": load_start, "loadavg_end": _loadavg()}
         results["seconds"] = round(time.perf_counter() - started, 1)
         return results
     _log("data loading (fresh processes)...")
-    results["data"] = phase("data", lambda: data_figures(plan.decode_repeats))
+    results["data"] = phase("data", lambda: data_figures(scope.decode_repeats))
     _log(f"  PNG decode {results['data']['png_cold']:.2f} s")
-    _log(f"peak RSS and wall time: python -m tf_assign2.cifar {' '.join(plan.rss_args)} ...")
-    results["memory"] = phase("memory", lambda: peak_rss(plan))
+    _log(f"peak RSS and wall time: python -m tf_assign2.cifar {' '.join(scope.rss_args)} ...")
+    results["memory"] = phase("memory", lambda: peak_rss(scope))
     _log(f"  {results['memory']['peak_rss_mb']:.0f} MB, wall / training steps {results['memory']['wall_over_steps']}")
-    _log(f"wall time: python -m tf_assign2.mnist {' '.join(plan.rss_args)} ...")
-    results["mnist_cli"] = phase("mnist_cli", lambda: cli_run("mnist", plan.rss_args))
+    _log(f"wall time: python -m tf_assign2.mnist {' '.join(scope.rss_args)} ...")
+    results["mnist_cli"] = phase("mnist_cli", lambda: cli_run("mnist", scope.rss_args))
     _log(f"  wall / training steps {results['mnist_cli']['wall_over_steps']}")
 
     phase("tensorflow_import", lambda: start_tensorflow(seed=0))
     results["machine"] = machine()
-    x, y = _train_arrays("cifar", plan.lenet_images)
+    x, y = _train_arrays("cifar", scope.lenet_images)
     results["lenet_images"] = len(y)
-    _log(f"LeNet5 training, {len(y)} images per epoch, {plan.repeats} timed epochs after a warm-up...")
+    _log(f"LeNet5 training, {len(y)} images per epoch, {scope.repeats} timed epochs after a warm-up...")
     lenet_config = our_config("cifar")
     results["trainer_plans"] = {"lenet5": our_trainer(lenet_config, x, y).plan.to_dict()}
-    methods = lenet_methods(plan.methods, results["trainer_plans"]["lenet5"]["precision"])
-    results["lenet"] = phase("lenet", lambda: training_figures(plan, x, y, "cifar", plan.lenet_batches, methods))
+    methods = lenet_methods(scope.methods, results["trainer_plans"]["lenet5"]["precision"])
+    results["lenet"] = phase("lenet", lambda: training_figures(scope, x, y, "cifar", scope.lenet_batches, methods))
     results["lenet_optimizer_ms"] = phase("optimizer", lambda: optimizer_step_ms(lenet_config))
     _log(f"  optimizer update alone: {results['lenet_optimizer_ms']:.2f} ms/step")
-    x, y = _train_arrays("mnist", plan.rnn_images)
+    x, y = _train_arrays("mnist", scope.rnn_images)
     results["rnn_images"] = len(y)
-    for cell in plan.cells:
+    for cell in scope.cells:
         results["trainer_plans"][cell] = our_trainer(our_config("mnist", cell=cell), x, y).plan.to_dict()
     _log(f"RNN training, {len(y)} samples per epoch...")
-    rnn = phase("rnn", lambda: training_figures(plan, x, y, "mnist", (RNN_BATCH,), plan.rnn_methods, plan.cells,
+    rnn = phase("rnn", lambda: training_figures(scope, x, y, "mnist", (RNN_BATCH,), scope.rnn_methods, scope.cells,
                                                 "samples/s"))
     results["rnn"] = rnn[str(RNN_BATCH)]
     results["time_to_accuracy"] = {}
     for task, target in TARGETS.items():
-        _log(f"time to {target} test accuracy, {task} (at most {plan.tta_max_epochs} epochs)...")
+        _log(f"time to {target} test accuracy, {task} (at most {scope.tta_max_epochs} epochs)...")
         tta = phase(f"time_to_accuracy_{task}",
-                    lambda: time_to_accuracy(task, target, plan.tta_max_epochs, plan.tta_ntrain))  # noqa: B023
+                    lambda: time_to_accuracy(task, target, scope.tta_max_epochs, scope.tta_ntrain))  # noqa: B023
         results["time_to_accuracy"][task] = tta
         _log(f"  {tta['seconds']} s, epoch {tta['epoch']}, curve {tta['curve']}")
     results["machine"]["loadavg_end"] = _loadavg()
@@ -928,7 +928,7 @@ def markdown(results):
     then one section per figure."""
     m = results["machine"]
     command = "python -m benchmarks.bench" + (" --quick" if results["quick"] else "")
-    if results.get("plan", {}).get("cli_only"):
+    if results.get("scope", results.get("plan", {})).get("cli_only"):
         return cli_markdown(results, command + " --cli-only")
     lines = [
         "# Benchmarks",
@@ -959,7 +959,7 @@ def markdown(results):
 def cli_markdown(results, command):
     """The record of a ``--cli-only`` run: the machine and the default CLI runs' wall time."""
     m = results["machine"]
-    compare = results["plan"].get("compare_with")
+    compare = results.get("scope", results.get("plan", {})).get("compare_with")
     lines = ["# Benchmarks: default CLI runs", "",
              f"`{command}{f' --compare-with {compare}' if compare else ''}`, {results['date']}, "
              f"{results['seconds']:.0f} s in all.", "",
@@ -1105,11 +1105,11 @@ def main(argv=None):
                         "(e.g. a git worktree of an older commit): its default CLI runs are measured alongside, "
                         "alternately, for a before/after table")
     args = parser.parse_args(argv)
-    plan = Plan.quick_run(args.repeats) if args.quick else Plan.full_run(args.repeats)
+    scope = Scope.quick_run(args.repeats) if args.quick else Scope.full_run(args.repeats)
     if args.compare_with and not (Path(args.compare_with) / "tf_assign2" / "__init__.py").is_file():
         raise UsageError(f"--compare-with {args.compare_with}: not a checkout of this project (no tf_assign2/)")
-    plan = dataclasses.replace(plan, cli_only=args.cli_only, compare_with=args.compare_with)
-    results = run_bench(plan)
+    scope = dataclasses.replace(scope, cli_only=args.cli_only, compare_with=args.compare_with)
+    results = run_bench(scope)
     text = markdown(results)
     print(text)
     from tf_assign2.runs import write_atomic

@@ -25,6 +25,7 @@ from tf_assign2 import runs
 from tf_assign2.cli.sweep import main
 from tf_assign2.errors import UsageError
 from tf_assign2.experiments import sweep_cluster as cluster
+from tf_assign2.experiments.sweep_oracle import SweepOracle
 
 ENTRIES = ["a", "b", "c"]
 WALL_CLOCK = ("train_seconds", "images_per_sec", "run_dir")  # differ between any two runs of a sweep
@@ -37,7 +38,7 @@ def oracle(tmp_path):
     events = []
 
     def make(todo=ENTRIES):
-        made = cluster.oracle_class()(ENTRIES, todo, "sweep-1", tmp_path / "cluster",
+        made = SweepOracle(ENTRIES, todo, "sweep-1", tmp_path / "cluster",
                                       lambda *event: events.append(event[:3]))
         made._set_project_dir(str(tmp_path), "cluster")
         return made
@@ -142,13 +143,13 @@ def test_a_worker_refuses_another_sweep_folder_or_other_entries(tmp_path):
     out = tmp_path / "out"
     (out / "cluster").mkdir(parents=True)
     runs.write_json(out / "cluster" / "cluster.json", {"sweep_id": "mine"})
-    space = cluster.oracle_class().space(ENTRIES, "theirs")
+    space = SweepOracle.space(ENTRIES, "theirs")
     assert isinstance(space, keras_tuner.HyperParameters)
     with pytest.raises(UsageError, match="serves another sweep folder than --out"):
         cluster.check_served_sweep(space, out, out / "cluster", ENTRIES, "h", 1)
     with pytest.raises(UsageError, match="serves other entries than this sweep file lists"):
-        cluster.check_served_sweep(cluster.oracle_class().space(ENTRIES, "mine"), out, out / "cluster", ["a"], "h", 1)
-    cluster.check_served_sweep(cluster.oracle_class().space(ENTRIES, "mine"), out, out / "cluster", ENTRIES, "h", 1)
+        cluster.check_served_sweep(SweepOracle.space(ENTRIES, "mine"), out, out / "cluster", ["a"], "h", 1)
+    cluster.check_served_sweep(SweepOracle.space(ENTRIES, "mine"), out, out / "cluster", ENTRIES, "h", 1)
 
 
 # --------------------------------------------------------------------------- processes on 127.0.0.1

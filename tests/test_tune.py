@@ -16,6 +16,7 @@ import tf_assign2 as ta
 from tf_assign2.cli.tune import main
 from tf_assign2.errors import UsageError
 from tf_assign2.experiments import tune
+from tf_assign2.experiments.hypermodel import SearchHyperModel
 
 
 def _tiny(data_root, tmp_path, *extra, task="cifar", epochs=("--epochs", "1")):
@@ -211,7 +212,7 @@ def test_random_search_writes_every_output_and_evaluate_reads_the_best_run(data_
 def test_resume_continues_without_rerunning_finished_trials(data_root, tmp_path, capsys, monkeypatch):
     args = _tiny(data_root, tmp_path, "--max-trials", "3")
     project = tmp_path / "tune" / "cifar-random"
-    real_fit, calls = tune.SearchModel.fit, []
+    real_fit, calls = SearchHyperModel.fit, []
 
     def fit_then_interrupt(self, *a, **k):  # Ctrl-C during the second trial
         calls.append(1)
@@ -219,13 +220,13 @@ def test_resume_continues_without_rerunning_finished_trials(data_root, tmp_path,
             raise KeyboardInterrupt
         return real_fit(self, *a, **k)
 
-    monkeypatch.setattr(tune.SearchModel, "fit", fit_then_interrupt)
+    monkeypatch.setattr(SearchHyperModel, "fit", fit_then_interrupt)
     assert main(args) == 130
     assert [(r["trial_id"], r["status"]) for r in _rows(project)] == [("0", "completed"), ("1", "running")]
     first = _trial_files(project)["trial_0"]
     capsys.readouterr()
 
-    monkeypatch.setattr(tune.SearchModel, "fit", real_fit)
+    monkeypatch.setattr(SearchHyperModel, "fit", real_fit)
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "continuing the search" in out and trials_done(out) == [None] * 2  # trials 1 (again) and 2

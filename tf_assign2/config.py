@@ -356,7 +356,7 @@ def check_value(name, value, where=None):
     if isinstance(value, (list, tuple, dict)) and rule.kind is not tuple:
         kind = "a mapping" if isinstance(value, dict) else f"a list ({_text(value)})"
         raise UsageError(f"{where} {kind}: expected one value, {rule.describe()}")
-    problem = _problem(name, rule, value)
+    problem = problem_with(name, rule, value)
     if problem:
         raise UsageError(f"{where} {_text(value)}: expected {problem}")
     if rule.kind is float:
@@ -384,7 +384,7 @@ def _quoted(key):
     return f"'{text}'" if text.isprintable() and len(text) <= 80 else repr(text[:80])
 
 
-def _problem(name, rule, value):
+def problem_with(name, rule, value):
     """None if ``value`` is valid for ``rule``, else what was expected."""
     if rule.search is not None and rule.search.parts:  # a pair setting: an integer per entry (conv_filters)
         low, high = rule.search.part_low, rule.search.part_high

@@ -254,18 +254,6 @@ def default_occlusion_images(predict, images, labels, count=5):
 # --------------------------------------------------------------------------- the whole tool
 
 
-def load_run_model(run_dir):
-    import keras
-
-    path = Path(run_dir) / "model.keras"
-    if not path.is_file():
-        raise UsageError(f"{run_dir}: no model.keras (did the run diverge or get interrupted?)")
-    try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
-    except (OSError, ValueError, TypeError) as e:
-        raise UsageError(f"{path}: cannot load ({str(e).splitlines()[0][:200]})") from None
-
-
 def default_layer(model):
     """conv2 if the model has it, else its last conv layer (None for a model without conv layers)."""
     import keras

@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 
-from tf_assign2 import config as settings
+from tf_assign2 import config as schema
 from tf_assign2.data.sources import source_help
 from tf_assign2.errors import UsageError
 
@@ -51,9 +51,9 @@ any_int = checked(int, lambda v: True, "an integer")
 
 def _setting_type(name):
     """The argparse type of a numeric setting: its schema check, with the schema's words."""
-    rule = settings.SETTINGS[name]
+    rule = schema.SETTINGS[name]
     convert = int if rule.kind is int else float
-    return checked(convert, lambda v: settings._problem(name, rule, v) is None, rule.describe())
+    return checked(convert, lambda v: schema.problem_with(name, rule, v) is None, rule.describe())
 
 
 def _cudnn_choice(text):
@@ -70,9 +70,9 @@ def _device_list(text):
 def add_setting_flag(group, name, task=None):
     """One setting's flag, generated from its schema entry; its help shows the value a ``task`` run
     takes when the flag is not given (the schema's own default without a task)."""
-    rule = settings.SETTINGS[name]
-    default = settings.DEFAULTS[name] if task is None else settings.default_for(task, name)
-    flag = settings.flag_name(name)
+    rule = schema.SETTINGS[name]
+    default = schema.DEFAULTS[name] if task is None else schema.default_for(task, name)
+    flag = schema.flag_name(name)
     shown = "" if default is None or isinstance(default, bool) else f" ({_shown(default)})"
     help_text = rule.help + shown
     if rule.kind is bool and default:  # the flag turns it off: say so
@@ -102,18 +102,18 @@ def _shown(value):
 def add_setting_flags(parser, names, task=None):
     """Flags for ``names``, in schema order, under their schema groups (defaults shown for ``task``)."""
     groups = {}
-    for name in settings.SETTINGS:
+    for name in schema.SETTINGS:
         if name in names:
-            group_name = settings.SETTINGS[name].group
+            group_name = schema.SETTINGS[name].group
             if group_name not in groups:
                 groups[group_name] = parser.add_argument_group(group_name, source_help() if group_name == "data" else None)
             add_setting_flag(groups[group_name], name, task)
 
 
-DATA_SETTINGS = tuple(n for n, s in settings.SETTINGS.items() if s.group == "data" and n != "task")
+DATA_SETTINGS = tuple(n for n, s in schema.SETTINGS.items() if s.group == "data" and n != "task")
 # What a command that reads only the test split (evaluate, visualize) can use: not ntrain or val_split.
 TEST_DATA_SETTINGS = tuple(n for n in DATA_SETTINGS if n not in ("ntrain", "val_split"))
-TRAINING_SETTINGS = tuple(n for n in settings.SETTINGS if n != "task")
+TRAINING_SETTINGS = tuple(n for n in schema.SETTINGS if n != "task")
 
 
 def add_data_flags(parser, task=None, names=DATA_SETTINGS):
@@ -140,7 +140,7 @@ def training_parser(task):
 def flag_values(args):
     """The settings given as flags (None: not given), each checked by its schema: a value argparse let
     through (a device list, a pair of filter counts) is refused naming its flag."""
-    return {k: settings.check_value(k, v) for k, v in vars(args).items() if k in settings.SETTINGS and v is not None}
+    return {k: schema.check_value(k, v) for k, v in vars(args).items() if k in schema.SETTINGS and v is not None}
 
 
 class _Terminated:

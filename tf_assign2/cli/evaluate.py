@@ -2,7 +2,7 @@
 (a run's SavedModel, a SavedModel folder, or a model.onnx / model.tflite file), through ``api.evaluate``."""
 
 from tf_assign2 import api
-from tf_assign2 import config as settings
+from tf_assign2 import config as schema
 from tf_assign2.cli import TEST_DATA_SETTINGS, ArgumentParser, add_data_flags, flag_values, run_cli
 
 
@@ -17,7 +17,7 @@ def parser():
     add_data_flags(p, names=TEST_DATA_SETTINGS)
     p.add_argument("--out", default=None, help="folder for eval.json and confusion_matrix.png "
                    "(default: a new eval-<timestamp>/ in the run directory)")
-    p.add_argument("--tta", choices=settings.SETTINGS["tta"].choices, default=None,
+    p.add_argument("--tta", choices=schema.SETTINGS["tta"].choices, default=None,
                    help="test-time augmentation: average the probabilities of flipped (flip) and also shifted "
                    "(flip-shift) images (default: the run's own --tta; none for an export outside a run)")
     return p

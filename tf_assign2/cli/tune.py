@@ -7,7 +7,7 @@ hyperparameters and the built-in space come from it too (each setting's ``search
 import argparse
 
 from tf_assign2 import api
-from tf_assign2 import config as settings
+from tf_assign2 import config as schema
 from tf_assign2.cli import ArgumentParser, add_data_flags, add_setting_flag, flag_values, positive_int, run_cli
 from tf_assign2.experiments.tune import TUNERS
 
@@ -18,7 +18,7 @@ def build_parser():
         description="Search learning rate, optimizer and units with keras-tuner, then retrain and export the best "
         "model. Re-running the same command continues the search (finished trials are kept).",
     )
-    parser.add_argument("task", choices=settings.TASKS, help="cifar (LeNet5) or mnist (RNN/LSTM/GRU)")
+    parser.add_argument("task", choices=schema.TASKS, help="cifar (LeNet5) or mnist (RNN/LSTM/GRU)")
     g = parser.add_argument_group("search")
     g.add_argument("--tuner", choices=TUNERS, default="random", help="(random)")
     g.add_argument("--max-trials", type=positive_int, default=None, help="trials for random/bayesian (10)")
@@ -43,7 +43,7 @@ def build_parser():
     g.add_argument("--worker", metavar="ID", default=None, help="run as a worker with this ID (e.g. tuner0)")
     add_data_flags(parser)
     g = parser.add_argument_group("fixed training settings (not searched; the best model's run uses them too)")
-    for name in settings.TUNE_FLAGS:
+    for name in schema.TUNE_FLAGS:
         add_setting_flag(g, name)
     parser.set_defaults(config=None)
     return parser

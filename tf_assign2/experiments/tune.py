@@ -34,7 +34,7 @@ import time
 import warnings
 from pathlib import Path
 
-from tf_assign2 import config as settings
+from tf_assign2 import config as schema
 from tf_assign2.errors import UsageError
 from tf_assign2.models import MODELS
 
@@ -63,13 +63,13 @@ class Rule:
 def _rule(name, setting):
     """The hyperparameter ``name`` of ``setting``, checked by that setting's schema (and its ``Search``), for the
     tasks whose default model reads it (every task for a setting that is not a model's)."""
-    schema = settings.SETTINGS[setting]
-    search = schema.search
-    task_models = {task: settings.task_defaults(task)["model"] for task in settings.TASKS}
+    rule = schema.SETTINGS[setting]
+    search = rule.search
+    task_models = {task: schema.task_defaults(task)["model"] for task in schema.TASKS}
     if any(setting in spec.settings for spec in MODELS.values()):
         tasks = tuple(task for task, model in task_models.items() if setting in MODELS[model].settings)
     else:
-        tasks = settings.TASKS
+        tasks = schema.TASKS
     if search.parts:
         def ok(v):
             return search.part_low <= v <= search.part_high
@@ -77,18 +77,18 @@ def _rule(name, setting):
         return Rule(setting, int, tasks, ok, f"an integer >= {search.part_low} and <= {search.part_high}")
 
     def ok(v):
-        return settings._problem(setting, schema, v) is None and (search.high is None or v <= search.high)
+        return schema.problem_with(setting, rule, v) is None and (search.high is None or v <= search.high)
 
-    expected = schema.describe() if search.high is None else f"a learning rate in (0, {search.high:g}]"
-    return Rule(setting, schema.kind, tasks, ok, expected)
+    expected = rule.describe() if search.high is None else f"a learning rate in (0, {search.high:g}]"
+    return Rule(setting, rule.kind, tasks, ok, expected)
 
 
 def _hyperparameters():
     """Every hyperparameter a search may vary, in the schema's order: one per searchable setting, or one per
     entry of a pair setting (conv1_filters, conv2_filters)."""
     rules = {}
-    for setting in settings.SEARCHABLE:
-        for name in settings.SETTINGS[setting].search.parts or (setting,):
+    for setting in schema.SEARCHABLE:
+        for name in schema.SETTINGS[setting].search.parts or (setting,):
             rules[name] = _rule(name, setting)
     return rules
 
@@ -102,8 +102,8 @@ def default_space(task):
     """The built-in space of ``task``: every searchable setting's default entry (``Search.default``) that the
     task's model reads, in their ``Search.order``, in the same checked form a YAML file gives."""
     space = {}
-    for setting in sorted(settings.SEARCHABLE, key=lambda name: settings.SETTINGS[name].search.order):
-        search = settings.SETTINGS[setting].search
+    for setting in sorted(schema.SEARCHABLE, key=lambda name: schema.SETTINGS[name].search.order):
+        search = schema.SETTINGS[setting].search
         if search.default is None:
             continue
         entries = zip(search.parts, search.default) if search.parts else [(setting, search.default)]
@@ -141,7 +141,7 @@ def load_space(path, task):
     ``{min, max, step, sampling}`` (a range, sampling linear or log) or one value (fixed).
     Hyperparameters the file does not name keep the normal training default.
     """
-    values = settings.read_yaml(path, "--space")  # the hardened reader: size, depth, no aliases
+    values = schema.read_yaml(path, "--space")  # the hardened reader: size, depth, no aliases
     if not values:
         raise UsageError(f"--space {path}: expected a mapping of hyperparameter names to choices or ranges")
     return validate_space(values, task, f"--space {path}")
@@ -249,7 +249,7 @@ def trial_config(base, values):
         rule = HYPERPARAMETERS.get(name)
         if rule is None:
             continue
-        parts = settings.SETTINGS[rule.setting].search.parts
+        parts = schema.SETTINGS[rule.setting].search.parts
         if parts:
             entries = list(changes.get(rule.setting, getattr(base, rule.setting)))
             entries[parts.index(name)] = value
@@ -260,71 +260,6 @@ def trial_config(base, values):
 
 
 # --------------------------------------------------------------------------- the hypermodel
-
-
-class SearchModel:
-    """What one trial builds and trains. ``make_hypermodel`` mixes it into keras_tuner.HyperModel.
-
-    Both steps go through the shared ``Trainer`` (``build_model``/``compile``, then ``fit``), so a
-    trial's model and training are exactly those of a normal run of the same settings. The trials
-    see the train and validation splits only: the Trainer is given no test split.
-    """
-
-    def __init__(self, base, space, arrays, info, worker=None):
-        super().__init__(name=f"{base.task}-search")
-        self.base, self.space, self.info, self.worker = base, space, info, worker
-        self.arrays = dataclasses.replace(arrays, test_x=arrays.test_x[:0], test_y=arrays.test_y[:0])
-        self.trials_run = 0
-        self.gradients_before = custom_gradient_names()
-        self.total, self.done_before, self.seconds = None, 0, 0.0  # for 'trial 3/10 ... about 2 min left'
-
-    def progress(self, seconds):
-        """'trial 3/10' and the time left for the search (when its number of trials is known)."""
-        self.seconds += seconds
-        number = self.done_before + self.trials_run
-        if not self.total:
-            return f"trial {number}", ""
-        left = max(self.total - number, 0) * self.seconds / self.trials_run
-        return f"trial {number}/{self.total}", (f"; about {left / 60:.0f} min left" if left >= 90 else
-                                                f"; about {left:.0f} s left" if left else "")
-
-    def trainer(self, hp):
-        from tf_assign2.training.trainer import Trainer
-
-        values = {name: declare(hp, name, spec) for name, spec in self.space.items()}
-        return Trainer(trial_config(self.base, values), self.arrays, self.info)
-
-    def build(self, hp):
-        trainer = self.trainer(hp)
-        # keras-tuner has just cleared the Keras session; the earlier trials' graphs can go too.
-        forget_custom_gradients(self.gradients_before)
-        return trainer.compile(trainer.build_model())  # seeded: every trial starts alike, a fair comparison
-
-    def fit(self, hp, model, train_x, train_y, val_x, val_y, epochs=None, initial_epoch=0, callbacks=(), verbose=2):
-        """Train one trial; returns the metrics keras-tuner records (val_accuracy NaN if it diverged)."""
-        from tf_assign2.training.callbacks import resident_memory_mb
-
-        trainer = self.trainer(hp)
-        result = trainer.fit(model, epochs=epochs or trainer.config.epochs, initial_epoch=initial_epoch,
-                             callbacks=callbacks, train=(train_x, train_y), validation=(val_x, val_y),
-                             verbose=verbose)
-        losses = result.history.get("loss", [])
-        diverged = result.divergence is not None
-        accuracies = [v for v in result.history.get(OBJECTIVE, []) if math.isfinite(v)]
-        metrics = {
-            OBJECTIVE: float("nan") if diverged or not accuracies else max(accuracies),
-            "epochs": float(initial_epoch + len(losses)),
-            "seconds": round(result.seconds, 2),
-            "rss_mb": resident_memory_mb(),
-            "diverged": float(diverged),
-        }
-        self.trials_run += 1
-        where = f" on {self.worker}" if self.worker else ""
-        outcome = "diverged" if diverged else f"{OBJECTIVE} {metrics[OBJECTIVE]:.4f}"
-        position, left = self.progress(result.seconds)
-        print(f"{position} done{where}: {outcome} after {len(losses)} epochs in {result.seconds:.1f} s "
-              f"({_describe(hp.values)}){left}", flush=True)
-        return metrics
 
 
 def custom_gradient_names():
@@ -353,11 +288,11 @@ def forget_custom_gradients(keep):
 
 
 def make_hypermodel(base, space, arrays, info, worker=None):
-    """A keras_tuner.HyperModel around ``SearchModel``, made here so this module loads without TensorFlow."""
-    import keras_tuner
+    """The keras-tuner HyperModel of a search (``experiments.hypermodel``, imported here so that this module
+    loads without TensorFlow)."""
+    from tf_assign2.experiments.hypermodel import SearchHyperModel
 
-    hypermodel_class = type("SearchHyperModel", (SearchModel, keras_tuner.HyperModel), {})
-    return hypermodel_class(base, space, arrays, info, worker)
+    return SearchHyperModel(base, space, arrays, info, worker)
 
 
 def make_tuner(kind, hypermodel, project_dir, epochs, seed, max_trials=None, initial_points=None, factor=3):
@@ -442,15 +377,13 @@ def is_loopback(host):
 
 def settings_record(search, base, space, info):
     """The settings a project is bound to; resuming with other settings would mix two searches."""
-    from tf_assign2.config import to_dict
-
     ignored = {"runs_dir", "visualize", "test_curve", "export", "data_dir", "source", "tfds_data_dir"}
     return {
         "task": search.task,
         "tuner": search.tuner,
         "space": space,
         "factor": search.factor if search.tuner == "hyperband" else None,
-        "config": {k: v for k, v in to_dict(base).items() if k not in ignored},
+        "config": {k: v for k, v in schema.to_dict(base).items() if k not in ignored},
         "data": {"dataset": info.dataset, "n_train": info.n_train, "n_val": info.n_val,
                  "image_shape": list(info.image_shape), "num_classes": info.num_classes},
     }
@@ -491,13 +424,11 @@ def _differences(saved, fresh):
     A config setting added by a later version is missing from an older project's record; the
     search ran with its default, so only a non-default value counts as a change.
     """
-    from tf_assign2.config import with_new_defaults
-
     changed = []
     for key, value in fresh.items():
         old = saved.get(key)
         if key == "config" and isinstance(old, dict):
-            old = with_new_defaults(old)
+            old = schema.with_new_defaults(old)
         if key != "space" and isinstance(value, dict) and isinstance(old, dict):
             changed += [f"{key}.{k}" for k in value if old.get(k) != value[k]]
         elif old != value:
@@ -588,7 +519,7 @@ def write_outputs(tuner, space, base, project_dir, task):
     return rows
 
 
-def _describe(values):
+def describe_values(values):
     shown = {k: v for k, v in values.items() if not k.startswith("tuner/")}
     return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
 
@@ -643,8 +574,8 @@ def make_search(task, tuner="random", max_trials=None, epochs=None, max_epochs=N
                 worker=None):
     """The search asked for, checked: options one tuner reads are refused with the others rather than
     silently ignored, the project name is a plain folder name, the distributed role is settled."""
-    if task not in settings.TASKS:
-        raise UsageError(f"tune {task!r}: expected a task, one of {', '.join(settings.TASKS)}")
+    if task not in schema.TASKS:
+        raise UsageError(f"tune {task!r}: expected a task, one of {', '.join(schema.TASKS)}")
     if tuner not in TUNERS:
         raise UsageError(f"--tuner {tuner}: expected one of {', '.join(TUNERS)}")
     given = {"max_trials": max_trials, "epochs": epochs, "max_epochs": max_epochs, "factor": factor,
@@ -772,7 +703,7 @@ def _search(search, base, space, train, resume):
         "hyperparameters": {k: v for k, v in best.hyperparameters.values.items() if not k.startswith("tuner/")},
         "trials": len(rows), "completed_trials": len(completed),
     }
-    print(f"best trial {best.trial_id}: {OBJECTIVE} {best.score:.4f} ({_describe(record['hyperparameters'])})")
+    print(f"best trial {best.trial_id}: {OBJECTIVE} {best.score:.4f} ({describe_values(record['hyperparameters'])})")
     runs.write_json(best_path, {**record, "run_dir": None} if previous.get("trial_id") != best.trial_id
                     else {**previous, **record})
     run_dir = retrain_best(best, base, search.project_dir, previous, train, resume, hypermodel.gradients_before)
