@@ -28,6 +28,7 @@ setup(
         "matplotlib<4",
         "pillow",
         "pyyaml<7",
+        "psutil",  # the resident memory a run records per epoch
         "importlib_resources",  # tensorflow-datasets 4.9 imports it but does not declare it
         "numpy<3",
     ],

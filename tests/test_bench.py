@@ -156,6 +156,7 @@ def test_data_worker_runs_from_any_directory(data_root, tmp_path, monkeypatch):
     assert all(os.path.isabs(path) for path in command[4:])
     figures = bench.data_figures(1)
     assert figures["png_files"] > 0 and 0 < figures["png_cold"] < 600 and figures["png_warm"] > 0
+    assert figures["png_pillow"] > 0  # the decoder the fast path is compared with
 
 
 @pytest.mark.slow

@@ -328,12 +328,11 @@ def default_lr(model, optimizer):
     """The learning rate when none is given: the starters' 1e-3, or the model's own Adam default
     (``ModelSpec.adam_lr``: 2e-3 for the RNNs).
 
-    Why 2e-3 there: on the MNIST subset at batch 128, 10 epochs, Adam 2e-3 ended higher than the
-    starter's 1e-3 for every cell and seed measured (LSTM seeds 0-2: 0.946/0.958/0.959 against
-    0.920/0.931/0.939; GRU 0.950 vs 0.947; BasicRNN 0.925 vs 0.902) and reached 0.95 test accuracy
-    in 8 epochs where 1e-3 never did (configs/sweeps/mnist_batch_lr.yaml). LeNet5 keeps 1e-3, the
-    fastest to 0.50 on CIFAR (configs/sweeps/cifar_batch_lr.yaml); other optimizers were not
-    measured, so they keep the starters' value.
+    Why 2e-3 there: on the MNIST subset at batch 128, Adam 2e-3 ended higher than the starter's
+    1e-3 for every cell and seed measured and reached 0.95 test accuracy where 1e-3 did not
+    (docs/results.md, "Batch size and learning rate"; configs/sweeps/mnist_batch_lr.yaml). LeNet5
+    keeps 1e-3, the fastest to 0.50 on CIFAR (configs/sweeps/cifar_batch_lr.yaml); other optimizers
+    were not measured, so they keep the starters' value.
     """
     if optimizer == "adam" and MODELS[model].adam_lr:
         return MODELS[model].adam_lr

@@ -246,9 +246,8 @@ def end_process(code):
     """Exit a command's process (``python -m tf_assign2.<command>``) with ``code``, without the
     interpreter's final sweeps of the cyclic garbage collector.
 
-    With TensorFlow loaded those sweeps walk millions of objects: 1.3 s at every exit on 2 cores,
-    a tenth of the default MNIST run's training steps, for nothing, since every file a command
-    writes is closed by the time it returns. ``gc.freeze()`` takes the objects out of the
+    With TensorFlow loaded those sweeps walk millions of objects, for seconds (docs/speed.md, "The
+    exit"), for nothing, since every file a command writes is closed by the time it returns. ``gc.freeze()`` takes the objects out of the
     collector's sight; atexit handlers still run and modules are still torn down. Only for the
     process's own exit: a caller of ``main(argv)`` (a notebook, the tests) keeps its collector.
     """

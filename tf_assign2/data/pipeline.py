@@ -24,8 +24,8 @@ def without_autotune_thread(ds):
 
     That thread's optimisation period doubles while its iterator lives, and destroying the iterator
     waits for the current period to end. Keras drops fit's training and validation iterators when
-    fit returns, so a 10-epoch run sat there for 15-25 s in about half the runs on 2 cores (a native
-    stack shows ~RootDataset::Iterator waiting for the tf_data_model thread in Model::OptimizeLoop).
+    fit returns, so runs stalled at their end in about half the runs (a native stack shows
+    ~RootDataset::Iterator waiting for the tf_data_model thread in Model::OptimizeLoop; docs/speed.md).
     These pipelines only gather and scale in-memory arrays: with the model off (AUTOTUNE falls back to
     TensorFlow's static choices) the training steps are as fast, measured in benchmarks.floor_run.
     """
@@ -153,8 +153,8 @@ def even_batch(n, batch_size):
     """A divisor of ``n`` within a factor of two of ``batch_size`` (the nearest), else ``batch_size``.
 
     A last, smaller batch is a second input shape: the evaluation and prediction functions are traced
-    and, under XLA, compiled again for it - per epoch, twice (validation and test curve), about 1 s
-    each for the LSTM on 2 cores. 1,000 test images go in 4 batches of 250 instead of 3 x 256 + 232.
+    and, under XLA, compiled again for it - per epoch, twice (validation and test curve). 1,000 test
+    images go in 4 batches of 250 instead of 3 x 256 + 232.
     """
     if n <= batch_size:
         return max(n, 1)

@@ -1,10 +1,9 @@
 """A fast path for plain PNGs: 8-bit grayscale or RGB, not interlaced - what the assignment ships.
 
-Why it exists: the 11k CIFAR images are 28x28, so decoding them is all per-file overhead.
-Pillow spends ~70 us of Python per file (1.0-1.3 s for the set on this 2-core machine) and
-``tf.io.decode_png`` in a parallel tf.data map measured 1.3-2.0 s. Here each file is only
-parsed (chunks, CRCs) and inflated by zlib; the PNG row filters of all same-shape images are
-then undone together, row by row, with numpy.
+Why it exists: the 11k CIFAR images are 28x28, so decoding them is all per-file overhead,
+which Pillow and ``tf.io.decode_png`` pay per file (docs/speed.md times the three with
+``python -m benchmarks.bench``). Here each file is only parsed (chunks, CRCs) and inflated by
+zlib; the PNG row filters of all same-shape images are then undone together, row by row, with numpy.
 
 ``inflate`` returns None for anything it does not handle or that is not intact (palette,
 alpha, 16-bit, interlaced, a bad CRC, a truncated stream, a huge image): the caller then

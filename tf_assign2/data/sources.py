@@ -18,10 +18,9 @@ system location (Fashion-MNIST from Debian), then tfds. tfds gives the whole dat
 PNG layout under the first local folder above, where every later run finds them.
 
 PNGs are decoded in one pass over the files: plain 8-bit ones by ``png``'s batched numpy
-path, anything else by Pillow, so a bad file is named in the error (Pillow alone takes
-1.0-1.3 s for the 11k CIFAR images on this 2-core machine, a parallel ``tf.io.decode_png``
-map 1.3-2.0 s; see ``png``). The decoded arrays are the cache: the whole assignment set
-is 8.6 MB, so pipelines slice tensors in memory.
+path, anything else by Pillow, so a bad file is named in the error (see ``png`` for why the
+fast path exists). The decoded arrays are the cache: the whole assignment set fits in memory
+many times over, so pipelines slice tensors in memory.
 """
 
 import dataclasses
@@ -125,7 +124,7 @@ def _png_files(class_dir, limit):
     """Sorted PNG files of a class folder (the starter reads Image00000.png upward).
 
     Names are listed with ``os.scandir`` and sorted as strings: for 11k files, Path objects
-    and a stat per entry cost about 0.3 s, a third of the whole decode.
+    and a stat per entry would be a large part of the whole decode.
     """
     with os.scandir(class_dir) as entries:
         # Every *.png entry is read, so an unreadable one (a dangling link, no permission, a folder or a
@@ -191,8 +190,8 @@ def _pillow_decode(path, data, mode):
 def decode_pngs(paths, mode="L"):
     """PNG files -> list of uint8 arrays (H, W, C), in order.
 
-    Plain 8-bit PNGs already in ``mode`` take ``png``'s batched fast path (same bytes as
-    Pillow, ~3x faster on the assignment's files); every other file is decoded by Pillow.
+    Plain 8-bit PNGs already in ``mode`` take ``png``'s batched fast path (the same bytes as
+    Pillow, faster: docs/speed.md); every other file is decoded by Pillow.
     """
     images, plain = [None] * len(paths), {}
     for i, path in enumerate(paths):

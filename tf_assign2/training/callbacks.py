@@ -296,14 +296,10 @@ class Throughput(keras.callbacks.Callback):
 
 
 def resident_memory_mb():
-    """Current resident memory of this process in MB (Linux /proc; NaN elsewhere)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return float("nan")
+    """Current resident memory of this process in MB (psutil)."""
+    import psutil
+
+    return round(psutil.Process().memory_info().rss / 2**20, 1)
 
 
 def logits_metrics(logits, labels):

@@ -1,4 +1,4 @@
-"""Keras' Adam with TensorFlow's fused update kernel: the same steps, ~15% more LeNet5 images/s."""
+"""Keras' Adam with TensorFlow's fused update kernel: the same steps, more LeNet5 images/s (docs/speed.md)."""
 
 import keras
 import tensorflow as tf
@@ -10,8 +10,8 @@ class FusedAdam(keras.optimizers.Adam):
 
     Same update rule as ``keras.optimizers.Adam`` (and the starter's ``tf.train.AdamOptimizer``),
     in one kernel per variable instead of ~10 element-wise ops: LeNet5's 3.3M parameters make
-    the optimizer a fifth of each batch-50 step here, and the fused kernel measured ~15% more
-    images/s (docs/speed.md). AMSGrad and distributed updates take Keras' own path.
+    the optimizer a large part of each batch-50 step (docs/speed.md has the figure). AMSGrad and
+    distributed updates take Keras' own path.
     """
 
     def update_step(self, gradient, variable, learning_rate):

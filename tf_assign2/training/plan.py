@@ -6,13 +6,12 @@ steps per compiled call, the distribution strategy). It is computed once, before
 built, and never written back into the settings; a resumed run reuses the recorded plan, so it
 continues exactly as it started even on another machine.
 
-Policies, as measured by ``python -m benchmarks.bench`` (docs/speed.md):
+Policies, as measured by ``python -m benchmarks.bench`` (the figures are in docs/speed.md):
 
 * XLA: on a GPU on, except for LSTM/GRU, which keep cuDNN's kernels there (cuDNN cannot be
-  XLA-compiled). On a CPU on for LSTM/GRU (1.4x the samples/s of the plain graph on a 2-core AVX2
-  EPYC, 1.0-1.2x on an AVX512 one), off for LeNet5 (2-3x slower with XLA) and the SimpleRNN.
+  XLA-compiled). On a CPU on for LSTM/GRU, off for LeNet5 (slower with XLA) and the SimpleRNN.
 * precision auto: bfloat16 compute for models whose registry entry says it pays
-  (``bfloat16_on_cpu``: LeNet5, ~1.5x) on CPUs with native bfloat16 instructions; else float32.
+  (``bfloat16_on_cpu``: LeNet5) on CPUs with native bfloat16 instructions; else float32.
 * steps per execution: 16 on a CPU, 32 on a GPU, cut to a divisor of the epoch.
 """
 
@@ -96,7 +95,7 @@ def check_gpu_precision(precision, details):
 @functools.cache
 def native_bfloat16_cpu():
     """True on CPUs with bfloat16 dot-product instructions (AVX512_BF16 or AMX), where oneDNN's
-    bfloat16 kernels measured ~1.5x faster than float32 for LeNet5 (docs/speed.md)."""
+    bfloat16 kernels measured faster than float32 for LeNet5 (docs/speed.md)."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
