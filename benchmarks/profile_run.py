@@ -47,7 +47,7 @@ def instrument(totals):
     from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
 
     from tf_assign2 import api, figures
-    from tf_assign2.analysis import visualization
+    from tf_assign2.analysis import training_visuals as visualization
     from tf_assign2.training import callbacks, export, startup, trainer
 
     timed(startup, "start_tensorflow", "start-up: import TensorFlow and Keras", totals)

@@ -11,7 +11,7 @@ from conftest import copy_run
 
 from tf_assign2 import figures as viz
 from tf_assign2 import models
-from tf_assign2.analysis import visualization as callbacks
+from tf_assign2.analysis import training_visuals as callbacks
 from tf_assign2.analysis import zeiler_fergus as vis
 
 

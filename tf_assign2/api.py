@@ -154,7 +154,7 @@ def _data_then_tensorflow(config):
 
 def _run(trainer, run_dir, resume):
     """The run's first lines (its data, the plan, the folder), then the whole run with its visualisation."""
-    from tf_assign2.analysis import visualization
+    from tf_assign2.analysis import training_visuals as visualization
 
     config = trainer.config
     if not config.quiet:
@@ -257,7 +257,7 @@ class Run:
     def filters(self, layer=None):
         """The first conv layer's filters (or ``layer``'s) as a matplotlib Figure."""
         from tf_assign2 import figures
-        from tf_assign2.analysis.visualization import first_conv_kernel
+        from tf_assign2.analysis.training_visuals import first_conv_kernel
 
         model = self.model
         try:

@@ -434,8 +434,8 @@ def write_report(model, test_x, test_y, class_names, out, methods, figure_images
     import time
 
     from tf_assign2 import runs
-    from tf_assign2.analysis import attribution_figures as plots
-    from tf_assign2.analysis.visualization import as_float_images, spread_indices
+    from tf_assign2.analysis.training_visuals import as_float_images, spread_indices
+    from tf_assign2.figures import attribution as plots
 
     model = float32_model(model)
     recurrent = is_recurrent(model)

@@ -147,7 +147,7 @@ def strongest_activations(chain, images, k=9, batch_size=256):
     Returns (values (maps, k), image indices (maps, k), positions (maps, k, 2)), strongest
     first; each image counts once per map, at its strongest position (as in the paper).
     """
-    from tf_assign2.analysis.visualization import batches
+    from tf_assign2.analysis.training_visuals import batches
 
     best, where = [], []
     for batch in batches(images, batch_size):
@@ -174,7 +174,7 @@ def deconv_projections(chain, images, maps, indices, positions, batch_size=128):
     """
     import tensorflow as tf
 
-    from tf_assign2.analysis.visualization import as_float_images
+    from tf_assign2.analysis.training_visuals import as_float_images
 
     jobs = [(f, i, tuple(p)) for f, row_i, row_p in zip(maps, indices, positions) for i, p in zip(row_i, row_p)]
     out = []
@@ -241,7 +241,7 @@ def probability_function(model):
 
 def default_occlusion_images(predict, images, labels, count=5):
     """The first correctly classified test image of each class (the first image if none), ``count`` of them."""
-    from tf_assign2.analysis.visualization import as_float_images
+    from tf_assign2.analysis.training_visuals import as_float_images
 
     chosen = []
     for c in np.unique(labels)[:count]:
@@ -266,7 +266,7 @@ def visualize(model, test_x, test_y, class_names, out, run_dir=None, layer=None,
               occluder=7, stride=1, grey=0.5, shared_scale=False, batch_size=256):
     """Write every figure and JSON file into ``out``; returns {file name: what it is}."""
     from tf_assign2 import figures, runs
-    from tf_assign2.analysis import visualization as callbacks
+    from tf_assign2.analysis import training_visuals as callbacks
 
     layer = layer or default_layer(model)
     chain = conv_chain(model, layer) if layer is not None else None  # bad input fails before any file
@@ -301,7 +301,7 @@ def visualize(model, test_x, test_y, class_names, out, run_dir=None, layer=None,
                 snapshots = sorted((int(key.split("_")[1]), saved[key]) for key in saved.files)
             figures.plot_filter_evolution(snapshots, out / "filters_evolution.png", shared_scale)
             written["filters_evolution.png"] = "first-layer filters per epoch"
-            if callbacks.plot_filter_change(snapshots, first[1], first[0], out / "filters_change.png", shared_scale):
+            if figures.plot_filter_change(snapshots, first[1], first[0], out / "filters_change.png", shared_scale):
                 written["filters_change.png"] = "first-layer filters minus their initialisation"
 
     # Zeiler & Fergus fig. 2: top-9 patches and deconvnet projections.

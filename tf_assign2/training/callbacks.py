@@ -1,6 +1,6 @@
 """The training loop's own callbacks: progress lines, divergence, exact resume, step limits, test curve, speed.
 
-The visualisation callback lives in ``analysis.visualization``; these are the ones every run's
+The visualisation callback lives in ``analysis.training_visuals``; these are the ones every run's
 recipe (``training.trainer.Trainer``) needs to train, stop and resume correctly.
 """
 

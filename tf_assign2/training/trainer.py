@@ -184,7 +184,7 @@ class Trainer:
         """Train into ``run_dir``; returns the summary dict (also summary.json).
 
         ``extra_callbacks`` come after the run's own (the visualisation callback of
-        ``analysis.visualization.for_run``, which the callers add where ``config.visualize``).
+        ``analysis.training_visuals.for_run``, which the callers add where ``config.visualize``).
 
         status: "completed", "diverged" (NaN/Inf loss or weights) or "interrupted" (Ctrl-C or SIGTERM
         during training; what was done is written, the backup kept for --resume). The phases after

@@ -515,7 +515,7 @@ class Visualization(keras.callbacks.Callback):
             figures.plot_filters(kernel, self.out_dir / "filters.png", shared_scale=self.shared_scale,
                              title=f"{name} filters after training")
             figures.plot_filter_evolution(self.snapshots, self.out_dir / "filters_evolution.png", self.shared_scale)
-            plot_filter_change(self.snapshots, kernel, name, self.out_dir / "filters_change.png", self.shared_scale)
+            figures.plot_filter_change(self.snapshots, kernel, name, self.out_dir / "filters_change.png", self.shared_scale)
         if self.act_probe.extractor is not None:  # the final statistics, on every chosen test image
             stats = self.stats = activation_statistics(self.model, self.images, self.batch_size, probe=self.act_probe)
             write_activation_stats(self.out_dir / "activation_stats.json", stats, len(self.images),
@@ -575,22 +575,6 @@ class Visualization(keras.callbacks.Callback):
 
 
 # --------------------------------------------------------------------------- files
-
-
-def plot_filter_change(snapshots, kernel, name, path, shared_scale=False):
-    """filters_change.png: final minus initial (epoch 0) filters, i.e. what training added.
-
-    With the starter's initialisation (truncated normal, stddev 0.1) the random start still
-    dominates the filters after a few epochs of Adam at 1e-3; the change shows the learned
-    structure. Written only when the epoch-0 snapshot exists.
-    """
-    if not snapshots or snapshots[0][0] != 0:
-        return False
-    initial = snapshots[0][1]
-    last = snapshots[-1][0]
-    figures.plot_filters(kernel - initial, path, shared_scale=shared_scale,
-                     title=f"{name}: change since initialisation (epoch 0 -> {last})")
-    return True
 
 
 def _finite_or_none(value):

@@ -3,6 +3,9 @@
 Figures are made without pyplot: no backend is chosen or changed and no figure is kept in
 pyplot's registry, so a command on a server draws into files and a notebook keeps its own
 backend. Each function returns its Figure, which Jupyter shows inline when a cell returns it.
+
+Every figure of the package is drawn here: a run's curves, filters and confusion matrix, the Zeiler &
+Fergus figures, sweeps and searches (this module), and attribution maps and curves (``figures.attribution``).
 """
 
 import io
@@ -168,6 +171,22 @@ def plot_filters(kernel, path=None, title="", shared_scale=False):
     scale = "shared scale, grey = 0" if shared_scale else "each filter scaled to its own range"
     ax.set_title(f"{title}\n{len(tiles)} filters, {scale}" if title else f"{len(tiles)} filters, {scale}", fontsize=9)
     return _save(fig, path)
+
+
+def plot_filter_change(snapshots, kernel, name, path, shared_scale=False):
+    """filters_change.png: final minus initial (epoch 0) filters, i.e. what training added.
+
+    With the starter's initialisation (truncated normal, stddev 0.1) the random start still
+    dominates the filters after a few epochs of Adam at 1e-3; the change shows the learned
+    structure. Written only when the epoch-0 snapshot exists.
+    """
+    if not snapshots or snapshots[0][0] != 0:
+        return False
+    initial = snapshots[0][1]
+    last = snapshots[-1][0]
+    plot_filters(kernel - initial, path, shared_scale=shared_scale,
+                 title=f"{name}: change since initialisation (epoch 0 -> {last})")
+    return True
 
 
 def plot_filter_evolution(snapshots, path, shared_scale=False, max_rows=12):

@@ -1,6 +1,6 @@
 """Figures of ``analysis.attribution``: the attribution grid and the deletion/insertion curves.
 
-Pure functions from arrays to PNG files, in the style of ``tf_assign2.figures`` (whose helpers they use).
+Pure functions from arrays to PNG files, like the rest of ``tf_assign2.figures`` (whose helpers they use).
 """
 
 import numpy as np
