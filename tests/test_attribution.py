@@ -120,7 +120,7 @@ def test_recurrent_models_get_one_score_per_row():
     keras.utils.set_random_seed(0)
     model = models.rnn_classifier("lstm", units=8)
     x, targets = _images(3), np.array([0, 1, 2])
-    assert att.is_recurrent(model) and not att.is_recurrent(_lenet())
+    assert models.recurrent_layers(model) and not models.recurrent_layers(_lenet())
     for method in ("saliency", "smoothgrad", "ig", "occlusion"):
         maps, _ = att.attribute(model, x, targets, method, stride=7)
         rows = att.row_scores(maps)

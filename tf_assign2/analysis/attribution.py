@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tf_assign2 import models
 from tf_assign2.errors import UsageError
 
 METHODS = ("saliency", "smoothgrad", "ig", "gradcam", "occlusion")
@@ -61,13 +62,6 @@ def float32_model(model):
     from tf_assign2.training.export import float32_model as twin
 
     return twin(model)
-
-
-def is_recurrent(model):
-    """The MNIST row classifiers: a ``rows`` Reshape layer feeding recurrent layers."""
-    import keras
-
-    return any(isinstance(layer, keras.layers.RNN) for layer in model.layers)
 
 
 def conv_layers(model):
@@ -438,7 +432,7 @@ def write_report(model, test_x, test_y, class_names, out, methods, figure_images
     from tf_assign2.figures import attribution as plots
 
     model = float32_model(model)
-    recurrent = is_recurrent(model)
+    recurrent = bool(models.recurrent_layers(model))
     unit = "rows" if recurrent else "pixels"
     scored = spread_indices(len(test_x), score_count)
     shown = np.asarray(figure_images if figure_images else spread_indices(len(test_x), figure_count), np.int64)

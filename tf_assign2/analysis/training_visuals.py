@@ -36,7 +36,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_assign2 import figures, runs
+from tf_assign2 import figures, models, runs
 from tf_assign2.errors import UsageError
 
 STATS = ("mean", "variance", "std", "min", "max", "zero_fraction")
@@ -257,10 +257,6 @@ def first_conv_kernel(model):
 # --------------------------------------------------------------------------- recurrent layers
 
 
-def recurrent_layers(model):
-    return [layer for layer in model.layers if isinstance(layer, keras.layers.RNN)]
-
-
 def recurrent_kernel(layer):
     """(recurrent kernel (units, gates * units), gate names) of an RNN/LSTM/GRU layer."""
     kernel = layer.cell.recurrent_kernel.numpy()
@@ -275,7 +271,7 @@ class HiddenStateProbe:
     """
 
     def __init__(self, model):
-        self.layers = recurrent_layers(model)
+        self.layers = models.recurrent_layers(model)
         self.inputs = keras.Model(model.input, [layer.input for layer in self.layers]) if self.layers else None
         self.twins = []
         for layer in self.layers:
@@ -449,7 +445,7 @@ class Visualization(keras.callbacks.Callback):
         self.conv = first_conv_kernel(self.model)
         self.act_probe = ActivationProbe(self.model)
         self.weight_summaries = WeightSummaries(self.model)
-        self.hidden_probe = HiddenStateProbe(self.model) if recurrent_layers(self.model) else None
+        self.hidden_probe = HiddenStateProbe(self.model) if models.recurrent_layers(self.model) else None
         self.filters_dir = self.out_dir / "filters"
         self.snapshots = self._load_snapshots()
         self.history = self._load_history()
@@ -605,7 +601,7 @@ def write_hidden_state_outputs(out_dir, model, stats, n_images):
     runs.write_json(out_dir / "hidden_state_stats.json",
                     _finite_or_none({"split": "test", "n_images": int(n_images), "layers": stats}))
     figures.plot_hidden_states(stats, out_dir / "hidden_states.png")
-    figures.plot_recurrent_kernels({layer.name: recurrent_kernel(layer) for layer in recurrent_layers(model)},
+    figures.plot_recurrent_kernels({layer.name: recurrent_kernel(layer) for layer in models.recurrent_layers(model)},
                                out_dir / "recurrent_kernel.png")
 
 

@@ -96,10 +96,12 @@ def register_model(name: str, builder: Callable, *, family: str = "other", setti
     return MODELS[name]
 
 
-def is_recurrent(config_or_name):
-    """Whether a model reads its images row by row (the registry's family), by config or name."""
-    name = getattr(config_or_name, "model", config_or_name)
-    return name in MODELS and MODELS[name].family == "recurrent"
+def recurrent_layers(model):
+    """The recurrent layers of a built Keras model (empty for a CNN): the one test of "reads rows" for a
+    model in hand - a run's, a loaded model.keras or a SavedModel's twin - whatever registry entry made it."""
+    import keras
+
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.RNN)]
 
 
 def spec(config):

@@ -136,12 +136,6 @@ def deployable_model(model):
     return served
 
 
-def _recurrent(model):
-    import keras
-
-    return any(isinstance(layer, keras.layers.RNN) for layer in model.layers)
-
-
 def write_format(served, fmt, path):
     """One file through ``model.export``, under a temporary name renamed into place.
 
@@ -158,7 +152,7 @@ def write_format(served, fmt, path):
             served.export(str(tmp), format="onnx", verbose=False)
         else:
             signature = None
-            if _recurrent(served):
+            if models.recurrent_layers(served):
                 signature = [tf.TensorSpec((1, *served.input.shape[1:]), tf.float32, name="images")]
             served.export(str(tmp), format="litert", verbose=False, input_signature=signature,
                           target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]})
@@ -203,7 +197,7 @@ def export_formats(model, run_dir, formats):
             continue
         converter = "tf2onnx " + str(_version("tf2onnx")) if fmt == "onnx" else "tensorflow " + tf_version()
         record = {"file": FORMATS[fmt], "bytes": path.stat().st_size, "converter": converter, "precision": "float32",
-                  "batch": 1 if fmt == "litert" and _recurrent(served) else "any", "output": "probabilities"}
+                  "batch": 1 if fmt == "litert" and models.recurrent_layers(served) else "any", "output": "probabilities"}
         if not missing_modules(RUNTIMES[fmt]) or fmt == "litert":
             runner = load_runner(path)
             got = runner(probe)
