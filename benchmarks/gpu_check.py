@@ -9,7 +9,7 @@ figures as ``OUT_DIR/gpu_check.json``, beside the logs of its child processes:
   line below compute capability 8.0), the driver (``nvidia-smi``), the
   CUDA and cuDNN TensorFlow was built for and the CUDA libraries it loaded (with their versions),
   TensorFlow, Keras, Python;
-* the tests marked ``gpu`` (``tests/test_gpu.py``: XLA for every model through the Trainer, mixed
+* the tests marked ``gpu`` (``tests/training/test_gpu.py``: XLA for every model through the Trainer, mixed
   precision, cuDNN's LSTM/GRU and the portable twin, MirroredStrategy, a GPU-trained SavedModel
   evaluated with the GPU hidden), run by ``pytest -m gpu`` in a child process: counts and every
   test's outcome;

@@ -3,31 +3,13 @@ when their files are absent; bad arguments are one-line errors that leave nothin
 
 import json
 import re
-from pathlib import Path
 
 import pytest
+from helpers import fake_run
 
 from tf_assign2 import runs
-from tf_assign2.config import Config, to_dict, validate
 from tf_assign2.errors import UsageError
 from tf_assign2.experiments import report
-
-
-def fake_run(parent, name, status="completed", acc=0.5, history=((2.0, 0.3), (1.5, 0.4)), val=0.61, **settings):
-    """A run directory with the files a run writes (config.json, summary.json, history.csv)."""
-    run_dir = Path(parent) / name
-    run_dir.mkdir(parents=True)
-    config = {**to_dict(validate(Config(**settings))), "data_info": {"dataset": settings.get("dataset", "cifar10"),
-                                                           "n_train": 9000, "n_val": 1000, "n_test": 1000}}
-    runs.write_json(run_dir / "config.json", config)
-    runs.write_json(run_dir / "summary.json", {
-        "status": status, "test_accuracy": acc if status == "completed" else None, "test_loss": 1.25,
-        "best_val_accuracy": val, "epochs_completed": len(history), "train_seconds": 12.5,
-        "images_per_sec": 1234.0, "parameters": 4321, "divergence": "starter_loss became inf in epoch 1"
-        if status == "diverged" else None})
-    rows = "".join(f"{i},{loss},{a},{a}\n" for i, (loss, a) in enumerate(history))
-    (run_dir / "history.csv").write_text("epoch,loss,accuracy,test_accuracy\n" + rows)
-    return run_dir
 
 
 def table_row(text, first_cell):

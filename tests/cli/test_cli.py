@@ -177,7 +177,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
 
 
 def test_idx_with_a_wrong_magic_number(data_root, tmp_path, cli):
-    from test_data import write_idx_folder
+    from helpers import write_idx_folder
 
     from tf_assign2 import data
 

@@ -1,11 +1,11 @@
 """The data module on the real assignment PNGs, idx files written here, and bad inputs."""
 
-import gzip
 import shutil
 import struct
 
 import numpy as np
 import pytest
+from helpers import write_idx_folder
 from PIL import Image
 
 from tf_assign2 import data
@@ -162,22 +162,6 @@ def test_bad_layouts_raise_a_clear_error(data_root, tmp_path, breakage, message)
 
 
 # --------------------------------------------------------------------------- idx
-
-
-def write_idx(path, array, magic):
-    header = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape)
-    payload = header + array.astype(np.uint8).tobytes()
-    path.write_bytes(gzip.compress(payload) if path.suffix == ".gz" else payload)
-
-
-def write_idx_folder(folder, train_x, train_y, test_x, test_y, gz=True):
-    folder.mkdir(parents=True, exist_ok=True)
-    ext = ".gz" if gz else ""
-    write_idx(folder / f"train-images-idx3-ubyte{ext}", train_x[..., 0], data.IDX_IMAGES_MAGIC)
-    write_idx(folder / f"train-labels-idx1-ubyte{ext}", train_y, data.IDX_LABELS_MAGIC)
-    write_idx(folder / f"t10k-images-idx3-ubyte{ext}", test_x[..., 0], data.IDX_IMAGES_MAGIC)
-    write_idx(folder / f"t10k-labels-idx1-ubyte{ext}", test_y, data.IDX_LABELS_MAGIC)
-    return folder
 
 
 @pytest.mark.parametrize("gz", [True, False])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import copy_run
-from test_lifecycle import StopAt, _history, _resume
+from helpers import StopAt, resume_run, run_history
 
 from tf_assign2 import config as settings
 from tf_assign2 import data, models
@@ -197,7 +197,7 @@ def test_an_averaged_run_evaluates_and_exports_the_averages(ema_run):
     assert all(np.array_equal(w, a) for w, a in zip(weights, record.averages))
     assert not any(np.array_equal(w, r) for w, r in zip(weights, record.weights))  # not the training weights
     assert all(np.array_equal(w, a) for w, a in zip(weights, record.seen_at_epoch_end))  # the figures' view
-    history = _history(summary["run_dir"])
+    history = run_history(summary["run_dir"])
     # the last epoch's test curve and validation scored the averages, as the final test does
     assert float(history[-1]["test_loss"]) == summary["test_loss"]
     probs = exported.predict(arrays.val_x.astype(np.float32) / 255, verbose=0)
@@ -211,11 +211,11 @@ def test_an_averaged_run_stopped_and_resumed_equals_the_uninterrupted_one(ema_ru
     trainer = Trainer(cfg, arrays, info)
     run_dir = trainer.new_run_dir()
     assert trainer.run(run_dir, extra_callbacks=[StopAt(3)])["status"] == "interrupted"
-    summary = _resume(cfg, arrays, info, run_dir)
+    summary = resume_run(cfg, arrays, info, run_dir)
     assert summary["status"] == "completed" and summary["epochs_completed"] == EMA_EPOCHS
     for key in ("test_accuracy", "test_loss", "final_train_loss", "final_val_accuracy"):
         assert summary[key] == reference[key], key
-    assert _history(run_dir) == _history(reference["run_dir"])
+    assert run_history(run_dir) == run_history(reference["run_dir"])
 
 
 # --------------------------------------------------------------------------- test-time augmentation

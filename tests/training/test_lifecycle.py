@@ -2,18 +2,18 @@
 over a damaged backup, it resumes from the newest intact epoch and ends exactly where an
 uninterrupted deterministic run ends. And a run folder has one owner."""
 
-import csv
 import json
 
 import keras
 import pytest
+from helpers import StopAt, resume_run, run_history
 
 from tf_assign2 import config as settings
 from tf_assign2 import data, runs
 from tf_assign2.errors import UsageError
 from tf_assign2.training import callbacks as loop
 from tf_assign2.training import export
-from tf_assign2.training.trainer import Trainer, recorded_plan
+from tf_assign2.training.trainer import Trainer
 
 EPOCHS = 4
 pytestmark = pytest.mark.slow  # each case trains a few short runs for real
@@ -32,40 +32,13 @@ def setup(data_root, tmp_path_factory):
     return cfg, arrays, info, summary
 
 
-def _history(run_dir):
-    """history.csv without the wall-clock columns (a measurement, not a result)."""
-    with open(f"{run_dir}/history.csv") as f:
-        rows = list(csv.DictReader(f))
-    return [{k: v for k, v in r.items() if k not in ("rss_mb", "epoch_seconds")} for r in rows]
-
-
-def _resume(cfg, arrays, info, run_dir):
-    recorded = settings.from_dict(json.loads((run_dir / "config.json").read_text()))
-    return Trainer(recorded, arrays, info, plan=recorded_plan(run_dir)).run(run_dir, resume=True)
-
-
-class StopAt(keras.callbacks.Callback):
-    """Ctrl-C (KeyboardInterrupt) at the end of the first execution of ``epoch`` (1-based)."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.current = epoch + 1
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.current == self.epoch:
-            raise KeyboardInterrupt
-
-
 def _assert_equal_to_reference(setup, summary, run_dir):
     cfg, _, _, reference = setup
     assert summary["status"] == "completed"
     for key in ("test_accuracy", "test_loss", "final_train_loss", "final_val_accuracy"):
         assert summary[key] == reference[key], key
-    assert summary["epochs_completed"] == EPOCHS == len(_history(run_dir))
-    assert _history(run_dir) == _history(reference["run_dir"])
+    assert summary["epochs_completed"] == EPOCHS == len(run_history(run_dir))
+    assert run_history(run_dir) == run_history(reference["run_dir"])
     assert (run_dir / "saved_model" / "saved_model.pb").is_file() and (run_dir / "model.keras").is_file()
     assert not (run_dir / "backup").exists()  # a finished run keeps no backup
 
@@ -76,7 +49,7 @@ def test_stopped_mid_epoch_resumes_from_the_last_completed_epoch(setup):
     run_dir = trainer.new_run_dir()
     stopped = trainer.run(run_dir, extra_callbacks=[StopAt(3)])
     assert stopped["status"] == "interrupted" and loop.latest_intact(run_dir / "backup") == 2
-    _assert_equal_to_reference(setup, _resume(cfg, arrays, info, run_dir), run_dir)
+    _assert_equal_to_reference(setup, resume_run(cfg, arrays, info, run_dir), run_dir)
 
 
 def test_stopped_while_writing_a_backup_resumes_from_the_one_before(setup, monkeypatch):
@@ -94,8 +67,8 @@ def test_stopped_while_writing_a_backup_resumes_from_the_one_before(setup, monke
     assert trainer.run(run_dir)["status"] == "interrupted"
     monkeypatch.setattr(runs, "write_json", write_json)
     assert loop.backup_epochs(run_dir / "backup") == [1, 2]  # the half-written epoch is not under a final name
-    assert len(_history(run_dir)) == 2  # the history is written after the backup: it agrees
-    _assert_equal_to_reference(setup, _resume(cfg, arrays, info, run_dir), run_dir)
+    assert len(run_history(run_dir)) == 2  # the history is written after the backup: it agrees
+    _assert_equal_to_reference(setup, resume_run(cfg, arrays, info, run_dir), run_dir)
 
 
 def _strict_json(path):
@@ -134,10 +107,10 @@ def test_stopped_after_the_last_epoch_says_so_and_resume_finishes_without_retrai
     assert summary["test_accuracy"] is None  # an interrupted run claims no test figures
     if phase in ("test metrics", "export"):
         assert not (run_dir / "model.keras").exists()
-    trained = _history(run_dir)
-    resumed = _resume(cfg, arrays, info, run_dir)
+    trained = run_history(run_dir)
+    resumed = resume_run(cfg, arrays, info, run_dir)
     _assert_equal_to_reference(setup, resumed, run_dir)
-    assert _history(run_dir) == trained  # no epoch was trained again
+    assert run_history(run_dir) == trained  # no epoch was trained again
     finished = _strict_json(run_dir / "summary.json")
     assert finished["status"] == "completed" and finished["images_per_sec"] > 0  # from history.csv's epochs
 
@@ -150,7 +123,7 @@ def test_a_damaged_newest_backup_falls_back_to_the_previous_epoch(setup):
     weights = loop.epoch_folder(run_dir / "backup", 3) / loop.WEIGHTS
     weights.write_bytes(weights.read_bytes()[:1000])  # truncated, as by a full disk
     assert loop.latest_intact(run_dir / "backup") == 2
-    summary = _resume(cfg, arrays, info, run_dir)
+    summary = resume_run(cfg, arrays, info, run_dir)
     _assert_equal_to_reference(setup, summary, run_dir)  # history.csv agrees: no epoch twice
 
 

@@ -367,7 +367,7 @@ def _tables(text):
 def test_names_and_text_from_run_files_never_become_markdown_or_html(tmp_path_factory, name, description, divergence):
     """A run folder named ``a|b``, a sweep description with ``<script>``, a divergence message with backticks:
     REPORT.md and results.md show them as text; every table row keeps its header's cells."""
-    from test_report import fake_run
+    from helpers import fake_run
 
     from tf_assign2 import runs
     from tf_assign2.experiments import report, sweep
@@ -403,7 +403,7 @@ BAD_VALUES = st.one_of(st.text(max_size=5), st.lists(st.integers(), max_size=2),
 def test_a_value_of_the_wrong_type_in_a_runs_files_is_one_error_naming_it(tmp_path_factory, key, value):
     """A string where a number belongs, a list where a name belongs, in summary.json or config.json: the
     report stops with one line naming the file and the key (or shows the value where it is of its type)."""
-    from test_report import fake_run
+    from helpers import fake_run
 
     from tf_assign2 import runs
     from tf_assign2.experiments import report

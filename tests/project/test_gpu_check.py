@@ -79,7 +79,7 @@ def test_the_dry_run_writes_every_section_and_figure(data_root, tmp_path):
     tests = results["gpu_tests"]  # every test marked gpu, skipped: the GPUs are hidden
     assert tests["returncode"] == 0 and not tests["timed_out"] and tests["collected"] >= 13
     assert tests["counts"]["skipped"] == tests["collected"]
-    assert {t["test"].split("::")[0] for t in tests["tests"]} == {"tests/test_gpu.py"}
+    assert {t["test"].split("::")[0] for t in tests["tests"]} == {"tests/training/test_gpu.py"}
     assert (out / "gpu_tests.xml").is_file() and (out / "gpu_tests.log").is_file()
 
     for name in gpu_check.MODELS:  # every figure the dry run measures is there and positive
