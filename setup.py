@@ -54,6 +54,9 @@ setup(
         # them when these are installed) and the runtimes evaluate runs them on. LiteRT conversion is
         # TensorFlow's own; without ai-edge-litert, .tflite files run on the deprecated tf.lite.
         "export": ["tf2onnx>=1.16", "onnx", "onnxruntime", "ai-edge-litert"],
+        # PyTorch's loop on the same networks, as peer rows in python -m benchmarks.bench (CPU wheels:
+        # pip install torch --index-url https://download.pytorch.org/whl/cpu, then this extra).
+        "bench": ["torch>=2.1"],
     },
     entry_points={
         "console_scripts": [

@@ -53,6 +53,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import machine_limit, pytorch_peers
 from tf_assign2 import data
 from tf_assign2.errors import UsageError
 
@@ -97,6 +98,8 @@ class Scope:
     tta_max_epochs: int = 20
     tta_ntrain: int = None  # training images per class for time-to-accuracy; None: a default run's
     rss_args: tuple = ("--epochs", "10")
+    peak_size: int = 2048  # the matrix side of the peak measurement (chained products)
+    peers: bool = True  # PyTorch rows for the same networks, where PyTorch is installed
     cli_only: bool = False  # only the default CLI runs' wall time (--cli-only)
     compare_with: str = None  # another checkout whose default CLI runs are measured alongside
 
@@ -112,6 +115,7 @@ class Scope:
         return cls(quick=True, repeats=repeats or 2, lenet_batches=(50,), lenet_images=800, cells=("lstm",),
                    rnn_images=1024, xla_batches=(50,),
                    rnn_methods=("tf1", "fit", "ours", "bound"), decode_repeats=1, tta_max_epochs=1, tta_ntrain=200,
+                   peak_size=1024,
                    rss_args=("--epochs", "1", "--ntrain", "50", "--ntest", "10"))
 
 
@@ -508,6 +512,27 @@ def _train_arrays(task, n):
     return x, y
 
 
+def pytorch_figures(scope, cifar, mnist):
+    """{network: {batch: {precision: figure}}} of the PyTorch loop (``pytorch_peers``) on the same arrays and
+    batch sizes as our rows, or {"installed": False}."""
+    if not pytorch_peers.installed():
+        _log("  PyTorch is not installed: no peer rows (pip install -e \".[bench]\")")
+        return {"installed": False}
+    out = {"installed": True, "version": __import__("torch").__version__}
+    jobs = [("lenet5", cifar, batch, 1e-3) for batch in scope.lenet_batches]
+    jobs += [(cell, mnist, RNN_BATCH, our_config("mnist", cell=cell).lr) for cell in scope.cells]
+    for network, (x, y), batch, lr in jobs:
+        for precision in pytorch_peers.PRECISIONS:
+            try:
+                figure = _figure(pytorch_peers.rates(network, x, y, batch, scope.repeats + 1, precision, lr=lr,
+                                                     units=RNN_UNITS))
+            except RuntimeError as e:  # oneDNN has no bfloat16 LSTM on CPUs without bfloat16 instructions
+                figure = {"median": None, "error": str(e).splitlines()[0][:200]}
+            out.setdefault(network, {}).setdefault(str(batch), {})[precision] = figure
+            _log(f"  PyTorch {network} batch {batch} {precision}: {_num(figure['median'])} images/s")
+    return out
+
+
 # --------------------------------------------------------------------------- time to accuracy
 
 
@@ -835,7 +860,7 @@ def run_bench(scope):
 
     phase("tensorflow_import", lambda: start_tensorflow(seed=0))
     results["machine"] = machine()
-    x, y = _train_arrays("cifar", scope.lenet_images)
+    x, y = cifar_arrays = _train_arrays("cifar", scope.lenet_images)
     results["lenet_images"] = len(y)
     _log(f"LeNet5 training, {len(y)} images per epoch, {scope.repeats} timed epochs after a warm-up...")
     lenet_config = our_config("cifar")
@@ -852,6 +877,14 @@ def run_bench(scope):
     rnn = phase("rnn", lambda: training_figures(scope, x, y, "mnist", (RNN_BATCH,), scope.rnn_methods, scope.cells,
                                                 "samples/s"))
     results["rnn"] = rnn[str(RNN_BATCH)]
+    _log("the machine's limit: chained matrix products, float32 and bfloat16...")
+    results["peak_gflops"] = phase("peak", lambda: machine_limit.peak_gflops(scope.peak_size))
+    _log("  " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in results["peak_gflops"].items()))
+    results["training_flops"] = {"lenet5": machine_limit.training_flops(build_model(our_trainer(lenet_config))),
+                                 **{cell: machine_limit.training_flops(build_model(our_trainer(
+                                     our_config("mnist", cell=cell)))) for cell in scope.cells}}
+    if scope.peers:
+        results["pytorch"] = phase("pytorch", lambda: pytorch_figures(scope, cifar_arrays, (x, y)))
     results["time_to_accuracy"] = {}
     for task, target in TARGETS.items():
         _log(f"time to {target} test accuracy, {task} (at most {scope.tta_max_epochs} epochs)...")
@@ -959,7 +992,7 @@ def markdown(results):
         "|---|---|---|",
         *(f"| {what} | {value} | {goal} |" for what, value, goal in headline(results)),
     ]
-    for section in (_lenet_section, _rnn_section, _data_section, _tta_section, _memory_section,
+    for section in (_lenet_section, _rnn_section, _limit_section, _data_section, _tta_section, _memory_section,
                     _cli_comparison_section):
         lines += section(results)
     return "\n".join(lines) + "\n"
@@ -1025,6 +1058,39 @@ def _rnn_section(results):
             lines.append(f"| {cell.upper()} | {METHOD_NAMES[method]} | {_num(value)} | "
                          f"{_ratio(value, _get(figures, 'tf1', 'median'))} | "
                          f"{_ratio(value, _get(figures, 'bound', 'median'))} |")
+    return lines
+
+
+def _limit_section(results):
+    """Each `ours` training row as FLOP/s and a fraction of the machine's peak, beside PyTorch's loop."""
+    peak = results.get("peak_gflops")
+    if not peak:
+        return []
+    flops, plans, torch = results.get("training_flops", {}), results.get("trainer_plans", {}), results.get("pytorch")
+    lines = ["", "## The machine's limit, and PyTorch on the same machine", "",
+             f"Practical peak, chained {results['scope'].get('peak_size', 2048)}-square matrix products through "
+             f"TensorFlow: **float32 {_num(peak['float32'])} GFLOP/s, bfloat16 {_num(peak['bfloat16'])} GFLOP/s**. "
+             "FLOP per image: one training step counted from the model's layers (forward, times 3 for the backward "
+             "pass). A row's fraction is of the peak of the precision it computes in.", ""]
+    if torch is not None and not torch.get("installed"):
+        lines += ["PyTorch: not installed (`pip install -e \".[bench]\"`).", ""]
+    elif torch:
+        lines += [f"PyTorch {torch['version']}: eager loop, Adam, threads = CPU count, denormals flushed.", ""]
+    lines += ["| network | batch | training MFLOP per image | ours images/s | ours GFLOP/s | of peak "
+              "| PyTorch float32 images/s | PyTorch bfloat16 autocast images/s |", "|---|---|---|---|---|---|---|---|"]
+    rows = [("lenet5", b, _get(results["lenet"][b]["cifar"], "ours", "median")) for b in results.get("lenet", {})]
+    rows += [(cell, str(RNN_BATCH), _get(figures, "ours", "median")) for cell, figures in results.get("rnn", {}).items()]
+    for network, batch, rate in rows:
+        if network not in flops or rate is None:
+            continue
+        gflops = rate * flops[network] / 1e9
+        precision = (plans.get(network) or {}).get("precision", "float32")
+        peer = (torch or {}).get(network, {}).get(batch, {})
+        peers = [("fails: " + peer[p]["error"][:60] if peer.get(p, {}).get("error") else _num(_get(peer, p, "median")))
+                 if peer else "-" for p in ("float32", "bfloat16")]
+        lines.append(f"| {network} | {batch} | {flops[network] / 1e6:.1f} | {_num(rate)} | {gflops:.1f} | "
+                     f"{gflops / peak['bfloat16' if precision == 'bfloat16' else 'float32']:.0%} ({precision}) | "
+                     f"{peers[0]} | {peers[1]} |")
     return lines
 
 

@@ -169,9 +169,17 @@ def test_quick_benchmark_writes_its_record(data_root, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     text = out.read_text()
     for section in ("## Summary: the speed goals and what was measured", "## LeNet5 training", "## RNN training",
-                    "## Data loading", "## Time to accuracy", "## Default CLI runs: wall time, training steps, memory"):
+                    "## The machine's limit, and PyTorch on the same machine", "## Data loading",
+                    "## Time to accuracy", "## Default CLI runs: wall time, training steps, memory"):
         assert section in text, section
     results = json.loads(record.read_text())
+    assert results["peak_gflops"]["float32"] > 0 and results["peak_gflops"]["bfloat16"] > 0
+    assert set(results["training_flops"]) == {"lenet5", "lstm"}
+    installed = bench.pytorch_peers.installed()
+    assert results["pytorch"]["installed"] == installed
+    assert ("PyTorch: not installed" in text) != installed
+    if installed:
+        assert results["pytorch"]["lstm"]["128"]["float32"]["median"] > 0
     assert set(results["lenet"]["50"]["cifar"]) >= {"tf1", "fit", "ours", "xla", "bound"}
     assert set(results["time_to_accuracy"]) == {"cifar", "mnist"} and results["memory"]["peak_rss_mb"] > 0
     assert results["memory"]["wall_over_steps"] > 1 and results["mnist_cli"]["wall_over_steps"] > 1
@@ -244,3 +252,77 @@ def test_the_floor_run_is_the_same_training_as_the_cli_run(data_root, monkeypatc
     assert floor["code"] == bench.FLOOR_LABEL and floor["command"] == run["command"]
     assert floor["wall_seconds"] > floor["step_seconds"] > 0
     assert floor["test_accuracy"] == run["test_accuracy"]
+
+
+def test_flops_are_counted_from_the_layers_as_tensorflow_counts_them():
+    """The FLOP count of one image's forward pass, from the model's layers, agrees with TensorFlow's own
+    profiler on the traced graph (which also counts biases, activations and pooling: a few percent more);
+    the recurrent count agrees with the profiler on the same LSTM unrolled into its 28 steps."""
+    import keras
+    import tensorflow as tf
+
+    from benchmarks import machine_limit
+    from tf_assign2 import models
+    from tf_assign2.config import build
+
+    def profiled(model, shape):
+        function = tf.function(lambda images: model(images, training=False))
+        graph = function.get_concrete_function(tf.TensorSpec((1, *shape), tf.float32)).graph
+        options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+        return tf.compat.v1.profiler.profile(graph, options=options).total_float_ops
+
+    lenet = models.build(build("cifar", {}), (28, 28, 1), 10)
+    ours, theirs = machine_limit.forward_flops(lenet), profiled(lenet, (28, 28, 1))
+    assert 0.95 * theirs <= ours <= theirs, (ours, theirs)
+    assert machine_limit.training_flops(lenet) == 3 * ours
+
+    rows = keras.Input((28, 28))
+    unrolled = keras.Model(rows, keras.layers.Dense(10)(keras.layers.LSTM(128, unroll=True)(rows)))
+    looped = keras.Model(rows, keras.layers.Dense(10)(keras.layers.LSTM(128)(rows)))
+    ours, theirs = machine_limit.forward_flops(looped), profiled(unrolled, (28, 28))
+    assert 0.9 * theirs <= ours <= theirs, (ours, theirs)
+    wider = models.build(build("cifar", {"fc_units": 2048}), (28, 28, 1), 10)
+    assert machine_limit.forward_flops(wider) - machine_limit.forward_flops(lenet) == 2 * (3136 + 10) * 1024
+
+
+def test_the_peak_is_chained_products_in_both_precisions():
+    from benchmarks import machine_limit
+
+    peak = machine_limit.peak_gflops(size=256, repeats=2)
+    assert set(peak) == {"float32", "bfloat16"} and all(value > 0 for value in peak.values())
+
+
+def test_the_limit_section_puts_each_row_against_its_precision_s_peak():
+    lenet = {"50": {"cifar": {"ours": _figure(1000.0)}}}
+    rnn = {"lstm": {"ours": _figure(5000.0)}}
+    results = {**_results(lenet, rnn), "scope": {"peak_size": 2048},
+               "peak_gflops": {"float32": 200.0, "bfloat16": 400.0},
+               "training_flops": {"lenet5": 80_000_000, "lstm": 12_000_000},
+               "trainer_plans": {"lenet5": {"device": "CPU", "precision": "bfloat16", "jit": False,
+                                            "steps_per_execution": 15},
+                                 "lstm": {"device": "CPU", "precision": "float32", "jit": True, "steps_per_execution": 8}},
+               "pytorch": {"installed": False}}
+    text = bench.markdown(results)
+    assert "float32 200 GFLOP/s, bfloat16 400 GFLOP/s" in text and "PyTorch: not installed" in text
+    assert "| lenet5 | 50 | 80.0 | 1,000 | 80.0 | 20% (bfloat16) | - | - |" in text
+    assert "| lstm | 128 | 12.0 | 5,000 | 60.0 | 30% (float32) | - | - |" in text
+
+
+@pytest.mark.skipif(not bench.pytorch_peers.installed(), reason="PyTorch is an optional extra (bench)")
+def test_the_pytorch_peer_trains_each_network(data_root):
+    import numpy as np
+
+    from benchmarks import pytorch_peers
+
+    x = np.random.default_rng(0).integers(0, 256, (64, 28, 28, 1), dtype=np.uint8)
+    y = np.arange(64) % 10
+    from tf_assign2.training.plan import native_bfloat16_cpu
+
+    for network in ("lenet5", "lstm", "gru", "rnn"):
+        for precision in pytorch_peers.PRECISIONS:
+            try:
+                rates = pytorch_peers.rates(network, x, y, 32, 1, precision)
+            except RuntimeError as e:  # oneDNN's bfloat16 LSTM needs bfloat16 instructions
+                assert precision == "bfloat16" and not native_bfloat16_cpu() and "primitive" in str(e)
+                continue
+            assert len(rates) == 1 and rates[0] > 0
