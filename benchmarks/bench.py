@@ -67,6 +67,9 @@ CELLS = ("rnn", "lstm", "gru")
 METHODS = ("tf1", "fit", "ours", "ours_f32", "xla", "bound")
 RNN_METHODS = ("tf1", "fit", "ours", "xla", "bound")  # ours_f32 is ours: RNNs train in float32
 TARGETS = {"cifar": 0.50, "mnist": 0.95}
+# The recipes' time to accuracy: (task, settings file, target test accuracy, settings over the file's).
+RECIPES = {"cifar recipe": ("cifar", "configs/cifar_lenet5_recipe.yaml", 0.60, {}),
+           "mnist LSTM recipe": ("mnist", "configs/mnist_rnn_recipe.yaml", 0.97, {"cell": "lstm"})}
 GOALS = {"vs_tf1": 1.3, "of_bound": 0.9, "decode_s": 1.0}
 METHOD_NAMES = {
     "tf1": "TF1 graph + feed_dict loop (the starter)",
@@ -536,8 +539,9 @@ def pytorch_figures(scope, cifar, mnist):
 # --------------------------------------------------------------------------- time to accuracy
 
 
-def time_to_accuracy(task, target, max_epochs, ntrain=None):
-    """Training seconds until the test accuracy first reaches ``target``; a default run, capped.
+def time_to_accuracy(task, target, max_epochs, ntrain=None, recipe=None, overrides=None):
+    """Training seconds until the test accuracy first reaches ``target``; a default run (or the ``recipe``
+    settings file's, with ``overrides``), capped at ``max_epochs`` (None: the recipe's own epochs).
 
     The data (``data.load_arrays``: validation split carved out, test split only measured), the
     model, compile settings and pipeline are a default ``python -m tf_assign2.<task>`` run's: a
@@ -551,7 +555,14 @@ def time_to_accuracy(task, target, max_epochs, ntrain=None):
     from tf_assign2.training.callbacks import TestCurve, Throughput
     from tf_assign2.training.trainer import EVAL_BATCH, Trainer
 
-    cfg = our_config(task, epochs=max_epochs, ntrain=ntrain)
+    if recipe:
+        from tf_assign2 import config as schema
+
+        values = schema.file_values(schema.read_yaml(ROOT / recipe), recipe)
+        cfg = schema.build(task, values, overrides or {}, {"epochs": max_epochs, "ntrain": ntrain})
+    else:
+        cfg = our_config(task, epochs=max_epochs, ntrain=ntrain)
+    max_epochs = cfg.epochs
     arrays, info = data.load_arrays(cfg)
     trainer = Trainer(cfg, arrays, info)
     n = len(arrays.train_y)
@@ -892,6 +903,13 @@ def run_bench(scope):
                     lambda: time_to_accuracy(task, target, scope.tta_max_epochs, scope.tta_ntrain))  # noqa: B023
         results["time_to_accuracy"][task] = tta
         _log(f"  {tta['seconds']} s, epoch {tta['epoch']}, curve {tta['curve']}")
+    for name, (task, recipe, target, overrides) in RECIPES.items():
+        _log(f"time to {target} test accuracy, {name} ({recipe})...")
+        epochs = scope.tta_max_epochs if scope.quick else None  # a full run: the recipe's own length
+        tta = phase(f"time_to_accuracy_{name.replace(' ', '_')}",
+                    lambda: time_to_accuracy(task, target, epochs, scope.tta_ntrain, recipe, overrides))  # noqa: B023
+        results["time_to_accuracy"][name] = {**tta, "recipe": recipe}
+        _log(f"  {tta['seconds']} s, epoch {tta['epoch']}, curve {tta['curve']}")
     results["machine"]["loadavg_end"] = _loadavg()
     results["seconds"] = round(time.perf_counter() - started, 1)
     _log("phase seconds: " + ", ".join(f"{k} {v}" for k, v in results["phase_seconds"].items()))
@@ -1112,7 +1130,8 @@ def _tta_section(results):
     if not tta:
         return []
     lines = ["", "## Time to accuracy", "",
-             "A default run of each CLI (validation split carved out); test accuracy checked after every epoch; "
+             "A default run of each CLI, and each recipe's settings file (validation split carved out); test "
+             "accuracy checked after every epoch; "
              "seconds are training time (first to last step of each epoch, tracing included, evaluation not).", "",
              "| task | model | training images | target | training seconds | epochs | test accuracy per epoch |",
              "|---|---|---|---|---|---|---|"]

@@ -125,6 +125,10 @@ def test_time_to_accuracy_records_the_first_epoch_at_target(data_root, monkeypat
     result = bench.time_to_accuracy("cifar", 0.0, max_epochs=3, ntrain=10)
     assert result["epoch"] == 1 and result["seconds"] > 0 and len(result["curve"]) == 1
     assert result["train_images"] == 90 and result["model"] == "LeNet5"
+    recipe = bench.time_to_accuracy("mnist", 0.0, max_epochs=1, ntrain=10, recipe="configs/mnist_rnn_recipe.yaml",
+                                    overrides={"cell": "gru"})
+    assert recipe["epoch"] == 1 and recipe["model"] == "GRU-128" and recipe["max_epochs"] == 1
+    assert recipe["plan"]["jit"] in (True, False) and recipe["optimizer"].startswith("adam")
 
 
 def test_our_figures_train_through_the_shared_trainer(monkeypatch):
@@ -181,7 +185,9 @@ def test_quick_benchmark_writes_its_record(data_root, tmp_path):
     if installed:
         assert results["pytorch"]["lstm"]["128"]["float32"]["median"] > 0
     assert set(results["lenet"]["50"]["cifar"]) >= {"tf1", "fit", "ours", "xla", "bound"}
-    assert set(results["time_to_accuracy"]) == {"cifar", "mnist"} and results["memory"]["peak_rss_mb"] > 0
+    assert set(results["time_to_accuracy"]) == {"cifar", "mnist", *bench.RECIPES} and results["memory"]["peak_rss_mb"] > 0
+    recipe = results["time_to_accuracy"]["cifar recipe"]
+    assert recipe["recipe"] == "configs/cifar_lenet5_recipe.yaml" and recipe["target"] == 0.60 and recipe["curve"]
     assert results["memory"]["wall_over_steps"] > 1 and results["mnist_cli"]["wall_over_steps"] > 1
 
 
