@@ -54,6 +54,12 @@ def test_cifar_and_mnist_tables_come_from_the_run_files(tmp_path):
     for link in re.findall(r"\]\((figures/[^)]+)\)", text):
         assert (tmp_path / "report" / link).is_file(), link
     assert len(list((tmp_path / "report" / "figures").glob("*overlay.png"))) == 2
+    assert "best-curves" not in text
+    # the chosen run's own curves.png, where it has one, is shown under its name
+    (cifar / "sgd" / "curves.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 32)
+    text = report.build_report([cifar, mnist], tmp_path / "report2").read_text()
+    (link,) = re.findall(r"\]\((figures/[^)]*best-curves\.png)\)", text)
+    assert (tmp_path / "report2" / link).read_bytes() == (cifar / "sgd" / "curves.png").read_bytes()
     # no filters, statistics or visualize folder in these runs: said, not failed
     assert "No filter figures in this run" in text and "No `activation_stats.json`" in text
     assert "python -m tf_assign2.visualize" in text

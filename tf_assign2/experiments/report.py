@@ -231,13 +231,13 @@ def experiment_section(number, exp, out):
                   f"validation accuracy {fmt_num(best['best_val_accuracy'], '.4f')}; its test accuracy "
                   f"{best['test_accuracy']:.4f}, test loss {best['test_loss']:.4f} ({markdown.code(best['run_dir'])}).",
                   ""]
+        link = copy_figure(out, best["path"] / "curves.png", f"{exp['slug']}-best-curves.png",
+                           f"curves of {best['entry']}")
+        if link:
+            lines += [link, ""]
     elif any(r["status"] == "completed" for r in rows):
         lines += ["No configuration is chosen: these runs have no validation split, and test accuracy "
                   "chooses nothing.", ""]
-        link = copy_figure(out, best["path"] / "curves.png", f"{exp['slug']}-best-curves.png",
-                            f"curves of {best['entry']}")
-        if link:
-            lines += [link, ""]
     diverged = [r for r in rows if r["status"] == "diverged"]
     if diverged:
         lines += ["Diverged (training stopped, no model exported; the starter's own loss "
