@@ -60,9 +60,9 @@ class Rule:
     expected: str
 
 
-def _rule(name, setting):
-    """The hyperparameter ``name`` of ``setting``, checked by that setting's schema (and its ``Search``), for the
-    tasks whose default model reads it (every task for a setting that is not a model's)."""
+def _rule(setting):
+    """A hyperparameter of ``setting`` (or of one entry of a pair setting), checked by that setting's schema and
+    its ``Search``, for the tasks whose default model reads it (every task for a setting that is not a model's)."""
     rule = schema.SETTINGS[setting]
     search = rule.search
     task_models = {task: schema.task_defaults(task)["model"] for task in schema.TASKS}
@@ -89,7 +89,7 @@ def _hyperparameters():
     rules = {}
     for setting in schema.SEARCHABLE:
         for name in schema.SETTINGS[setting].search.parts or (setting,):
-            rules[name] = _rule(name, setting)
+            rules[name] = _rule(setting)
     return rules
 
 
