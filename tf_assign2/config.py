@@ -283,10 +283,9 @@ def ignored_by_optimizer(optimizer, name):
     return bool(readers) and optimizer not in readers
 
 
-def ignored(config, name):
-    """True for a setting the run of ``config`` (a Config or its dict) does not read: blank in tables."""
-    get = config.get if isinstance(config, dict) else lambda key: getattr(config, key)
-    return ignored_by_model(get("model"), name) or ignored_by_optimizer(get("optimizer"), name)
+def ignored(model, optimizer, name):
+    """True for a setting a run of ``model`` with ``optimizer`` does not read: blank in tables."""
+    return ignored_by_model(model, name) or ignored_by_optimizer(optimizer, name)
 
 
 def flag_name(name):

@@ -63,8 +63,7 @@ def tune(argv=None):
     if args.print_space:
         from tf_assign2.experiments.tune import space_text
 
-        api.search_space(args.task)  # the same checks as the Python call
-        print(space_text(args.task), end="")
+        print(space_text(args.task), end="")  # argparse has checked the task
         return 0
     fixed = {k: v for k, v in flag_values(args).items() if k not in ("task", "epochs")}  # the search's own
     results = api.tune(args.task, tuner=args.tuner, max_trials=args.max_trials, epochs=args.epochs,

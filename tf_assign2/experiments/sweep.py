@@ -461,7 +461,7 @@ def run_row(label, config, run_dir=None):
     config = checked_settings(config, f"{run_dir}/config.json" if run_dir else f"entry {label}")
     row = {"entry": label, **{k: config.get(k) for k in SETTING_COLUMNS}}
     for name in SETTING_COLUMNS:  # settings the model or the optimizer does not read are left blank
-        if schema.ignored(row, name):
+        if schema.ignored(row["model"], row["optimizer"], name):
             row[name] = None
         elif row[name] is None and schema.SETTINGS[name].none_shows:  # a setting, not a blank ("off")
             row[name] = schema.SETTINGS[name].none_shows
