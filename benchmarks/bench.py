@@ -20,6 +20,9 @@ side by side and writes one markdown table; the records are kept in ``docs/bench
   - ``ours_f32``: the same in float32 (``ours`` computes LeNet5 in bfloat16 where the CPU has it;
     elsewhere the two are one run, timed once);
   - ``xla``: the same with ``jit_compile=True``;
+  - ``one_chain``: the same with the plan's two batch chains of the LSTM/GRU set to one (only
+    where the plan has two: a CPU with oneDNN), which shows what the hand-written ``TwoChains``
+    layers buy;
   - ``bound``: a bare ``tf.function`` loop over in-memory float tensors (no Keras loop, no
     tf.data, no metrics) with the Trainer's model, loss, optimizer and precision: the practical
     compute bound;
@@ -64,8 +67,8 @@ RNN_BATCH = 128
 RNN_UNITS = 128
 NUM_CLASSES = 10  # both tasks: the CIFAR-10 subset and MNIST digits
 CELLS = ("rnn", "lstm", "gru")
-METHODS = ("tf1", "fit", "ours", "ours_f32", "xla", "bound")
-RNN_METHODS = ("tf1", "fit", "ours", "xla", "bound")  # ours_f32 is ours: RNNs train in float32
+METHODS = ("tf1", "fit", "ours", "ours_f32", "one_chain", "xla", "bound")
+RNN_METHODS = ("tf1", "fit", "ours", "one_chain", "xla", "bound")  # ours_f32 is ours: RNNs train in float32
 TARGETS = {"cifar": 0.50, "mnist": 0.95}
 # The recipes' time to accuracy: (task, settings file, target test accuracy, settings over the file's).
 RECIPES = {"cifar recipe": ("cifar", "configs/cifar_lenet5_recipe.yaml", 0.60, {}),
@@ -76,6 +79,7 @@ METHOD_NAMES = {
     "fit": "Keras `fit`, defaults (NumPy arrays, 1 step per call)",
     "ours": "our trainer (default settings)",
     "ours_f32": "our trainer, `--precision float32`",
+    "one_chain": "our trainer, one chain (the plan's two set to one)",
     "xla": "our trainer, XLA on",
     "bound": "bare `tf.function` loop, in-memory tensors (bound)",
 }
@@ -367,8 +371,9 @@ def _fit_rates(model, fit, n, batch_size):
     return [n * done / steps_per_epoch / seconds for done, seconds in zip(steps, throughput.epoch_seconds)]
 
 
-def ours(cfg, x, y, epochs):
-    """The shared trainer: ``Trainer.build_model``, ``compile`` and ``fit`` under its resolved plan.
+def ours(cfg, x, y, epochs, chains=None):
+    """The shared trainer: ``Trainer.build_model``, ``compile`` and ``fit`` under its resolved plan
+    (with ``chains`` instead of the plan's, if given).
 
     One ``Trainer.fit`` call, as a real run makes (its divergence checks included, its
     ``train_dataset`` pipeline); the per-epoch test curve, visualisation, validation and backups
@@ -376,6 +381,8 @@ def ours(cfg, x, y, epochs):
     are left out here (the full CLI run in the memory row reports the figure with them).
     """
     trainer = our_trainer(dataclasses.replace(cfg, epochs=epochs), x, y)
+    if chains:
+        trainer.plan = dataclasses.replace(trainer.plan, chains=chains)
     model = trainer.compile(build_model(trainer))
     return _fit_rates(model, lambda callbacks: trainer.fit(model, callbacks=callbacks, validation=None, verbose=0),
                       len(y), cfg.batch_size)
@@ -472,8 +479,8 @@ def measure(method, task, x, y, batch_size, epochs, cell="lstm"):
         return tf1_lenet(x, y, batch_size, epochs) if task == "cifar" else tf1_rnn(cell, x, y, batch_size, epochs)
     precision = "float32" if method == "ours_f32" else "auto"
     cfg = our_config(task, jit="on" if method == "xla" else "auto", batch_size=batch_size, cell=cell, precision=precision)
-    if method in ("ours", "ours_f32", "xla"):
-        return ours(cfg, x, y, epochs)
+    if method in ("ours", "ours_f32", "xla", "one_chain"):
+        return ours(cfg, x, y, epochs, chains=1 if method == "one_chain" else None)
     if method == "fit":
         return keras_fit_defaults(cfg, x, y, epochs)
     return bound(cfg, x, y, epochs)
@@ -485,13 +492,16 @@ def lenet_methods(methods, auto_precision):
     return tuple(m for m in methods if m != "ours_f32" or auto_precision != "float32")
 
 
-def training_figures(scope, x, y, task, batches, methods, cells=(None,), label="images/s"):
-    """{batch: {cell: {method: figure}}} for every combination, each method one fit in turn."""
+def training_figures(scope, x, y, task, batches, methods, cells=(None,), label="images/s", chained=()):
+    """{batch: {cell: {method: figure}}} for every combination, each method one fit in turn
+    (``one_chain`` only for the ``chained`` cells: those whose plan has two chains)."""
     out = {}
     for batch in batches:
         for cell in cells:
             for method in methods:
                 if method == "xla" and task == "cifar" and batch not in scope.xla_batches:
+                    continue
+                if method == "one_chain" and cell not in chained:
                     continue
                 begun = time.perf_counter()
                 rates = measure(method, task, x, y, batch, scope.repeats + 1, cell=cell or "lstm")
@@ -885,8 +895,9 @@ def run_bench(scope):
     for cell in scope.cells:
         results["trainer_plans"][cell] = our_trainer(our_config("mnist", cell=cell), x, y).plan.to_dict()
     _log(f"RNN training, {len(y)} samples per epoch...")
+    chained = [cell for cell in scope.cells if results["trainer_plans"][cell].get("chains", 1) > 1]
     rnn = phase("rnn", lambda: training_figures(scope, x, y, "mnist", (RNN_BATCH,), scope.rnn_methods, scope.cells,
-                                                "samples/s"))
+                                                "samples/s", chained=chained))
     results["rnn"] = rnn[str(RNN_BATCH)]
     _log("the machine's limit: chained matrix products, float32 and bfloat16...")
     results["peak_gflops"] = phase("peak", lambda: machine_limit.peak_gflops(scope.peak_size))
@@ -1028,12 +1039,20 @@ def cli_markdown(results, command):
     return "\n".join(lines + _cli_comparison_section(results)) + "\n"
 
 
+def _plan_words(plan):
+    """'float32, oneDNN, XLA off, 2 chains, 16 steps per call' from a recorded plan."""
+    words = [plan["precision"], *(["oneDNN"] if plan.get("onednn") else []), f"XLA {'on' if plan['jit'] else 'off'}"]
+    if plan.get("chains", 1) > 1:
+        words.append(f"{plan['chains']} chains")
+    steps = plan["steps_per_execution"]
+    return ", ".join([*words, f"{steps} step{'s' * (steps != 1)} per call"])
+
+
 def _plans_lines(plans):
     """One line: what the shared Trainer's plan resolved to for each default model (the ``ours`` rows)."""
     if not plans:
         return []
-    text = "; ".join(f"{name}: {p['precision']}, XLA {'on' if p['jit'] else 'off'}, {p['steps_per_execution']} "
-                     f"step{'s' * (p['steps_per_execution'] != 1)} per call" for name, p in plans.items())
+    text = "; ".join(f"{name}: {_plan_words(p)}" for name, p in plans.items())
     device = "/".join(sorted({p.get("device", "?") for p in plans.values()}))
     return [f"Our trainer's resolved plans (`Trainer.plan`, default settings, {device}): {text}.", ""]
 
@@ -1095,7 +1114,8 @@ def _limit_section(results):
     elif torch:
         lines += [f"PyTorch {torch['version']}: eager loop, Adam, threads = CPU count, denormals flushed.", ""]
     lines += ["| network | batch | training MFLOP per image | ours images/s | ours GFLOP/s | of peak "
-              "| PyTorch float32 images/s | PyTorch bfloat16 autocast images/s |", "|---|---|---|---|---|---|---|---|"]
+              "| PyTorch float32 images/s | PyTorch bfloat16 autocast images/s | ours / PyTorch's best |",
+              "|---|---|---|---|---|---|---|---|---|"]
     rows = [("lenet5", b, _get(results["lenet"][b]["cifar"], "ours", "median")) for b in results.get("lenet", {})]
     rows += [(cell, str(RNN_BATCH), _get(figures, "ours", "median")) for cell, figures in results.get("rnn", {}).items()]
     for network, batch, rate in rows:
@@ -1106,9 +1126,10 @@ def _limit_section(results):
         peer = (torch or {}).get(network, {}).get(batch, {})
         peers = [("fails: " + peer[p]["error"][:60] if peer.get(p, {}).get("error") else _num(_get(peer, p, "median")))
                  if peer else "-" for p in ("float32", "bfloat16")]
+        best = max((v for v in (_get(peer, p, "median") for p in ("float32", "bfloat16")) if v), default=None)
         lines.append(f"| {network} | {batch} | {flops[network] / 1e6:.1f} | {_num(rate)} | {gflops:.1f} | "
                      f"{gflops / peak['bfloat16' if precision == 'bfloat16' else 'float32']:.0%} ({precision}) | "
-                     f"{peers[0]} | {peers[1]} |")
+                     f"{peers[0]} | {peers[1]} | {_ratio(rate, best)} |")
     return lines
 
 

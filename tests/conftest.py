@@ -23,6 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("TF_ASSIGN2_DATA") or ROOT.parent / "shared" / "data").resolve()
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The kernels the commands get (training.startup.prefer_onednn), before any test imports TensorFlow.
+from tf_assign2.training.startup import prefer_onednn  # noqa: E402
+
+prefer_onednn()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -50,3 +50,40 @@ def test_bad_model_arguments():
         models.rnn_classifier("transformer")
     with pytest.raises(ValueError, match="units"):
         models.rnn_classifier("lstm", units=0)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_two_chains_train_the_same_network(cell):
+    """Two chains change how a batch is computed, not what: with the same weights the training-mode
+    outputs and the weight gradients equal one chain's, for even, odd and single-image batches, known
+    when traced or not, and outside training the batch runs whole. The weights move between the two
+    builds unchanged."""
+    import tensorflow as tf
+
+    from tf_assign2.models.recurrent import TwoChains
+
+    keras.utils.set_random_seed(0)
+    plain = models.rnn_classifier(cell, units=16, num_layers=2, use_cudnn=False)
+    chained = models.rnn_classifier(cell, units=16, num_layers=2, use_cudnn=False, chains=2)
+    assert [type(layer).__name__ for layer in chained.layers if isinstance(layer, TwoChains)] == \
+        [f"TwoChain{type(plain.get_layer(f'{cell}{i}')).__name__}" for i in (1, 2)]
+    chained.set_weights(plain.get_weights())
+    rng = np.random.default_rng(0)
+    for batch in (8, 7, 1):
+        images = tf.constant(rng.random((batch, 28, 28, 1), dtype=np.float32))
+        grads = []
+        for model in (plain, chained):
+            with tf.GradientTape() as tape:
+                logits = model(images, training=True)
+                loss = tf.reduce_sum(logits ** 2)
+            grads.append((logits, tape.gradient(loss, model.trainable_variables)))
+        (plain_logits, plain_grads), (chained_logits, chained_grads) = grads
+        np.testing.assert_allclose(chained_logits, plain_logits, rtol=1e-5, atol=1e-5)
+        for ours, theirs in zip(chained_grads, plain_grads, strict=True):
+            np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+        np.testing.assert_array_equal(chained(images), plain(images))
+        unknown_batch = tf.function(lambda x: chained(x, training=True),
+                                    input_signature=[tf.TensorSpec((None, 28, 28, 1), tf.float32)])
+        np.testing.assert_allclose(unknown_batch(images), plain_logits, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="chains must be 1 or 2"):
+        models.rnn_classifier(cell, chains=3)

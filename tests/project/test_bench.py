@@ -34,7 +34,8 @@ def _results(lenet, rnn=None, tta=None, memory=None):
 
 
 def test_markdown_prints_the_goals_ratios():
-    rates = {"tf1": 100.0, "fit": 80.0, "ours": 150.0, "ours_f32": 120.0, "xla": 60.0, "bound": 200.0}
+    rates = {"tf1": 100.0, "fit": 80.0, "ours": 150.0, "ours_f32": 120.0, "one_chain": 110.0, "xla": 60.0,
+             "bound": 200.0}
     assert set(rates) == set(bench.METHODS)
     lenet = {"50": {"cifar": {m: _figure(v) for m, v in rates.items()}},
              "256": {"cifar": {m: _figure(2 * v) for m, v in rates.items()}}}
@@ -60,6 +61,7 @@ def test_markdown_prints_the_goals_ratios():
     assert "| our trainer (default settings) | 150 | 1.50x | 0.75x | 300 | 1.50x | 0.75x |" in text
     assert "| LSTM | our trainer (default settings) | 1,500 | 1.50x | 0.75x |" in text
     assert "| our trainer, `--precision float32` | 120 | 1.20x | 0.60x |" in text
+    assert "| LSTM | our trainer, one chain (the plan's two set to one) | 1,100 | 1.10x | 0.55x |" in text
     assert "time to 0.50 test accuracy, cifar LeNet5 | 42.0 s (epoch 6) |" in text
     assert "not reached in 1 epoch (best 0.900)" in text
     assert "PNG decode of the 11,000 CIFAR images (fresh process) | 0.90 s | <= 1 s |" in text
@@ -72,10 +74,13 @@ def test_markdown_prints_the_goals_ratios():
 
 def test_markdown_states_the_trainer_plans():
     plans = {"lenet5": {"device": "CPU", "precision": "bfloat16", "jit": False, "steps_per_execution": 16},
-             "lstm": {"device": "CPU", "precision": "float32", "jit": True, "steps_per_execution": 1}}
+             "lstm": {"device": "CPU", "precision": "float32", "jit": True, "steps_per_execution": 1},
+             "gru": {"device": "CPU", "precision": "float32", "jit": False, "steps_per_execution": 16, "onednn": True,
+                     "chains": 2}}
     text = bench.markdown({**_results({"50": {"cifar": {"ours": _figure(1.0)}}}), "trainer_plans": plans})
     assert ("Our trainer's resolved plans (`Trainer.plan`, default settings, CPU): lenet5: bfloat16, XLA off, "
-            "16 steps per call; lstm: float32, XLA on, 1 step per call.") in text
+            "16 steps per call; lstm: float32, XLA on, 1 step per call; gru: float32, oneDNN, XLA off, 2 chains, "
+            "16 steps per call.") in text
 
 
 def test_float32_lenet_is_timed_once_where_the_default_is_float32():
@@ -310,8 +315,12 @@ def test_the_limit_section_puts_each_row_against_its_precision_s_peak():
                "pytorch": {"installed": False}}
     text = bench.markdown(results)
     assert "float32 200 GFLOP/s, bfloat16 400 GFLOP/s" in text and "PyTorch: not installed" in text
-    assert "| lenet5 | 50 | 80.0 | 1,000 | 80.0 | 20% (bfloat16) | - | - |" in text
-    assert "| lstm | 128 | 12.0 | 5,000 | 60.0 | 30% (float32) | - | - |" in text
+    assert "| lenet5 | 50 | 80.0 | 1,000 | 80.0 | 20% (bfloat16) | - | - | - |" in text
+    assert "| lstm | 128 | 12.0 | 5,000 | 60.0 | 30% (float32) | - | - | - |" in text
+    results["pytorch"] = {"installed": True, "version": "2.x",
+                          "lstm": {"128": {"float32": _figure(4000.0), "bfloat16": {"median": None, "error": "no LSTM"}}}}
+    text = bench.markdown(results)
+    assert "| lstm | 128 | 12.0 | 5,000 | 60.0 | 30% (float32) | 4,000 | fails: no LSTM | 1.25x |" in text
 
 
 @pytest.mark.skipif(not bench.pytorch_peers.installed(), reason="PyTorch is an optional extra (bench)")

@@ -86,7 +86,7 @@ def test_the_plan_leaves_the_settings_alone(monkeypatch):
 
     monkeypatch.setattr(plan, "native_bfloat16_cpu", lambda: True)
     cfg = settings.build("mnist", {"cell": "lstm"})
-    resolved = plan.make_plan(cfg, steps_per_epoch=70, gpu=False)
+    resolved = plan.make_plan(cfg, steps_per_epoch=70, gpu=False, onednn=False)
     assert (resolved.jit, resolved.use_cudnn, resolved.precision, resolved.steps_per_execution) == (True, False, "float32", 14)
     assert (cfg.jit, cfg.use_cudnn, cfg.precision) == ("auto", "auto", "auto")  # recorded as asked
     lenet = plan.make_plan(settings.build("cifar"), steps_per_epoch=180, gpu=False)

@@ -3,6 +3,10 @@ the plan (XLA, precision, cuDNN, steps per call) resolves as measured."""
 
 import csv
 import json
+import os
+import platform
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -48,16 +52,26 @@ def test_short_training_lowers_the_loss(small_config):
     assert after < 0.5 * before
 
 
-def test_run_writes_every_output_and_export_matches(small_config):
+@pytest.mark.parametrize("network", ["lenet5", "lstm"])
+def test_run_writes_every_output_and_export_matches(small_config, network):
+    """Every output of a run; the exported files serve the trained model's predictions. The LSTM
+    trains on a two-chain plan, and its files hold the stock Keras layers."""
     cfg = small_config(ntrain=10, epochs=2)  # 90 training images: one step per epoch
-    arrays, info, trainer, run_dir = _setup(cfg)
+    if network == "lstm":
+        cfg = small_config(ntrain=10, epochs=2, model="rnn", cell="lstm", dataset="mnist",
+                           data_dir=cfg.data_dir.replace("CIFAR10", "MNIST"))
+    arrays, info = data.load_arrays(cfg)
+    trainer = Trainer(cfg, arrays, info, plan=plans.make_plan(cfg, 1, gpu=False, onednn=True))
+    run_dir = trainer.new_run_dir()
     summary, model = _run(trainer, run_dir)
     assert summary["status"] == "completed" and summary["epochs_completed"] == 2
     for name in ("config.json", "history.csv", "curves.png", "summary.json", "model.keras", "saved_model/saved_model.pb"):
         assert (run_dir / name).exists(), name
-    assert summary["images_per_sec"] > 0 and summary["parameters"] == 3_274_634
+    assert summary["images_per_sec"] > 0 and summary["parameters"] == model.count_params()
+    assert trainer.plan.chains == (2 if network == "lstm" else 1)
+    assert {type(layer).__name__ for layer in model.layers} >= ({"TwoChainLSTM"} if network == "lstm" else {"Conv2D"})
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["lr"] == 1e-3 and config["environment"]["tensorflow"] == tf.__version__
+    assert config["lr"] == (2e-3 if network == "lstm" else 1e-3) and config["environment"]["tensorflow"] == tf.__version__
     assert config["plan"] == json.loads(json.dumps(trainer.plan.to_dict())) and recorded_plan(run_dir) == trainer.plan
     columns = next(csv.reader((run_dir / "history.csv").open()))
     assert {"epoch", "loss", "accuracy", "val_accuracy", "test_accuracy", "rss_mb"} <= set(columns)
@@ -73,6 +87,7 @@ def test_run_writes_every_output_and_export_matches(small_config):
     result = evaluation.evaluate(serve, arrays.test_x, arrays.test_y, num_classes)
     assert result["accuracy"] == summary["test_accuracy"]
     reloaded = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
+    assert not any(type(layer).__name__.startswith("TwoChain") for layer in reloaded.layers)
     np.testing.assert_allclose(reloaded.predict(arrays.test_x / 255.0, verbose=0),
                                model.predict(arrays.test_x / 255.0, verbose=0), atol=1e-6)
 
@@ -213,19 +228,61 @@ def _initial_dense_kernel():
 
 
 def test_jit_auto_follows_the_measured_policy(small_config):
-    """auto: XLA for LSTM/GRU on a CPU, LeNet5 and SimpleRNN without; on a GPU XLA except where cuDNN runs."""
-    def jit(gpu, **values):
-        return plans.resolve_jit(small_config(**values), gpu)
+    """auto: on a CPU without oneDNN XLA for LSTM/GRU, with oneDNN for none; LeNet5 and SimpleRNN never;
+    on a GPU XLA except where cuDNN runs."""
+    def jit(gpu, onednn=False, **values):
+        return plans.resolve_jit(small_config(**values), gpu, onednn)
 
-    assert [jit(False, model="rnn", cell=cell) for cell in ("lstm", "gru", "rnn")] == [True, True, False]
-    assert not jit(False) and jit(True)  # LeNet5
+    cells = ("lstm", "gru", "rnn")
+    assert [jit(False, model="rnn", cell=cell) for cell in cells] == [True, True, False]
+    assert [jit(False, True, model="rnn", cell=cell) for cell in cells] == [False, False, False]
+    assert not jit(False) and not jit(False, True) and jit(True)  # LeNet5
     assert not jit(True, model="rnn", cell="lstm") and jit(True, model="rnn", cell="lstm", use_cudnn=False)
-    assert not jit(False, model="rnn", cell="lstm", jit="off") and jit(False, jit="on")
+    assert not jit(False, model="rnn", cell="lstm", jit="off") and jit(False, jit="on") and jit(False, True, jit="on")
     gru = small_config(model="rnn", cell="gru")
-    plan = plans.make_plan(gru, 10, gpu=False)
+    plan = plans.make_plan(gru, 10, gpu=False, onednn=False)
     assert plan.jit and plan.use_cudnn is False  # XLA: the generic kernel
     assert gru.use_cudnn == "auto"  # the settings are not rewritten: the choice is the plan's
     assert plans.make_plan(gru, 10, gpu=True).use_cudnn == "auto"  # a GPU keeps cuDNN (and no XLA)
+
+
+def test_two_chains_only_for_lstm_and_gru_on_a_onednn_cpu_without_xla(small_config):
+    """The plan trains LSTM/GRU batches as two chains where that measured faster, and says so in its line;
+    a plan recorded before chains existed reads back as one chain."""
+    def plan(gpu=False, onednn=True, **values):
+        return plans.make_plan(small_config(**{"model": "rnn", **values}), 10, gpu=gpu, onednn=onednn)
+
+    assert [plan(cell=cell).chains for cell in ("lstm", "gru", "rnn")] == [2, 2, 1]
+    assert plan(cell="lstm").describe() == "CPU, float32, oneDNN, XLA off, 2 chains, 10 steps per call"
+    assert plan(cell="lstm", onednn=False).chains == 1 and plan(cell="gru", gpu=True).chains == 1
+    assert plan(cell="lstm", jit="on").chains == 1  # under XLA two chains ran one after the other
+    assert plans.make_plan(small_config(), 10, gpu=False, onednn=True).chains == 1  # LeNet5
+    old = plan(cell="lstm").to_dict()
+    del old["chains"], old["onednn"]
+    assert plans.Plan.from_dict(old).chains == 1 and not plans.Plan.from_dict(old).onednn
+
+
+ASK_AND_REPORT = """
+import os
+from tf_assign2 import global_state
+from tf_assign2.training import startup
+before = dict(os.environ)
+with global_state.preserved():
+    startup.start_tensorflow()
+print(startup.onednn_enabled(), dict(os.environ) == before)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="oneDNN is asked for on x86 only")
+def test_a_fresh_process_gets_onednn_unless_the_user_said_no():
+    """Starting TensorFlow asks for oneDNN's kernels; a user's TF_ENABLE_ONEDNN_OPTS=0 is kept; a Python
+    call leaves the environment as it found it either way."""
+    clean = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    for extra, expected in (({}, ["True", "True"]), ({"TF_ENABLE_ONEDNN_OPTS": "0"}, ["False", "True"])):
+        out = subprocess.run([sys.executable, "-c", ASK_AND_REPORT], env={**clean, **extra}, capture_output=True,
+                             text=True, timeout=120)
+        assert out.stdout.split()[-2:] == expected, out.stderr[-2000:]
 
 
 def test_precision_auto_is_bfloat16_only_on_cpus_with_native_bfloat16(small_config, monkeypatch):
@@ -256,4 +313,7 @@ def test_bfloat16_is_refused_on_gpus_without_it_and_the_plan_says_its_device(sma
     assert plan.describe() == ("GPU (NVIDIA A100-SXM4-40GB, compute capability 8.0), bfloat16 compute, XLA on, "
                                "10 steps per call")
     monkeypatch.setattr(plans, "native_bfloat16_cpu", lambda: False)
-    assert plans.make_plan(small_config(), 10, gpu=False).describe() == "CPU, float32, XLA off, 10 steps per call"
+    assert plans.make_plan(small_config(), 10, gpu=False, onednn=False).describe() == \
+        "CPU, float32, XLA off, 10 steps per call"
+    assert plans.make_plan(small_config(), 10, gpu=False, onednn=True).describe() == \
+        "CPU, float32, oneDNN, XLA off, 10 steps per call"

@@ -26,7 +26,7 @@ from tf_assign2.registry import check_new_name
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
     # A function (config, input_shape, num_classes) -> Keras model of logits, or "module:function"
-    # naming one; a builder with a ``use_cudnn`` parameter also gets the plan's cuDNN choice.
+    # naming one; a builder with a ``use_cudnn`` or ``chains`` parameter also gets that plan choice.
     builder: object
     family: str  # "cnn", "recurrent" or another word: which figures and report sections apply
     settings: tuple  # the model settings it reads; the others are left blank in tables
@@ -34,16 +34,17 @@ class ModelSpec:
     title: object  # config -> name in reports ("LeNet5", "LSTM-128")
     cudnn: object = lambda config: False  # config -> True if its layers have cuDNN kernels (LSTM/GRU)
     bfloat16_on_cpu: bool = False  # precision auto: bfloat16 compute on CPUs with native bfloat16
+    chains_on_cpu: object = lambda config: False  # config -> True if two batch chains pay on a CPU (LSTM/GRU)
     adam_lr: float = None  # its measured default learning rate for Adam (None: the starters' 1e-3)
 
-    def build(self, config, input_shape, num_classes, use_cudnn="auto"):
+    def build(self, config, input_shape, num_classes, use_cudnn="auto", chains=1):
         function = self.builder
         if isinstance(function, str):
             module, name = function.split(":")
             function = getattr(importlib.import_module(module), name)
-        if "use_cudnn" in inspect.signature(function).parameters:
-            return function(config, input_shape, num_classes, use_cudnn=use_cudnn)
-        return function(config, input_shape, num_classes)
+        accepted = inspect.signature(function).parameters
+        plan_choices = {key: value for key, value in (("use_cudnn", use_cudnn), ("chains", chains)) if key in accepted}
+        return function(config, input_shape, num_classes, **plan_choices)
 
 
 CELL_TITLES = {"rnn": "BasicRNN", "lstm": "LSTM", "gru": "GRU"}
@@ -65,6 +66,8 @@ MODELS = {
         label=lambda c: f"{c.cell}{c.units}",
         title=lambda c: f"{CELL_TITLES[c.cell]}-{c.units}",
         cudnn=lambda c: c.cell in ("lstm", "gru"),
+        # Two batch chains measured 1.3-1.4x for LSTM/GRU on oneDNN, none for the SimpleRNN (docs/speed.md).
+        chains_on_cpu=lambda c: c.cell in ("lstm", "gru"),
         # Adam 2e-3 ended higher than 1e-3 for every cell and seed measured (see config.default_lr).
         adam_lr=2e-3,
     ),
@@ -109,9 +112,9 @@ def spec(config):
     return MODELS[config.model]
 
 
-def build(config, input_shape, num_classes, use_cudnn="auto"):
+def build(config, input_shape, num_classes, use_cudnn="auto", chains=1):
     """The Keras model (logits out) that ``config`` asks for, for images of ``input_shape``."""
-    return spec(config).build(config, tuple(input_shape), num_classes, use_cudnn)
+    return spec(config).build(config, tuple(input_shape), num_classes, use_cudnn, chains)
 
 
 def lenet5(*args, **kwargs):

@@ -4,22 +4,62 @@ The model takes images (height, width, channels) in [0, 1] and returns **logits*
 """
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 from tf_assign2.models.options import CELLS, INITS
 
 
-def _recurrent_layer(cell, units, return_sequences, name, use_cudnn):
+class TwoChains:
+    """Mixed into a Keras recurrent layer: in training, each half of the batch runs as its own chain.
+
+    The 28 steps of one batch are a chain of small matrix products, each too small to keep two CPU
+    cores busy; two halves of the batch are independent chains that TensorFlow's executor runs side
+    by side (1.3-1.4x for the LSTM/GRU on oneDNN, docs/speed.md). The halves share the layer's
+    weights and each sample's result is the same, so only the round-off of the summed gradients
+    differs. Outside training (evaluation, export) the batch runs whole. The plan decides when it
+    pays (``training.plan``); these classes hold no state of their own, so their weights load into
+    the plain layer and back, and a run's exported ``model.keras`` is built from plain layers.
+    """
+
+    def call(self, sequences, initial_state=None, mask=None, training=False):
+        if not training or initial_state is not None or mask is not None or sequences.shape[0] == 1:
+            return super().call(sequences, initial_state=initial_state, mask=mask, training=training)
+        if sequences.shape[0] is not None:  # the training pipeline's batches: known when traced
+            return self._two_chains(sequences)
+        return ops.cond(ops.shape(sequences)[0] > 1, lambda: self._two_chains(sequences),
+                        lambda: super(TwoChains, self).call(sequences, training=True))
+
+    def _two_chains(self, sequences):
+        cut = ops.shape(sequences)[0] // 2
+        halves = [super(TwoChains, self).call(part, training=True) for part in (sequences[:cut], sequences[cut:])]
+        return ops.concatenate(halves, axis=0)
+
+
+class TwoChainSimpleRNN(TwoChains, layers.SimpleRNN):
+    pass
+
+
+class TwoChainLSTM(TwoChains, layers.LSTM):
+    pass
+
+
+class TwoChainGRU(TwoChains, layers.GRU):
+    pass
+
+
+def _recurrent_layer(cell, units, return_sequences, name, use_cudnn, chains=1):
     """One recurrent layer; the starter's BasicRNNCell / BasicLSTMCell / GRUCell."""
+    two = chains > 1
     if cell == "rnn":
         # BasicRNNCell: tanh. SimpleRNN has no cuDNN kernel, so no use_cudnn argument.
-        return layers.SimpleRNN(units, activation="tanh", return_sequences=return_sequences, name=name)
+        kind = TwoChainSimpleRNN if two else layers.SimpleRNN
+        return kind(units, activation="tanh", return_sequences=return_sequences, name=name)
     if cell == "lstm":
         # BasicLSTMCell(forget_bias=1.0) == unit_forget_bias=True.
-        return layers.LSTM(
-            units, unit_forget_bias=True, return_sequences=return_sequences, name=name, use_cudnn=use_cudnn
-        )
-    return layers.GRU(units, return_sequences=return_sequences, name=name, use_cudnn=use_cudnn)
+        kind = TwoChainLSTM if two else layers.LSTM
+        return kind(units, unit_forget_bias=True, return_sequences=return_sequences, name=name, use_cudnn=use_cudnn)
+    kind = TwoChainGRU if two else layers.GRU
+    return kind(units, return_sequences=return_sequences, name=name, use_cudnn=use_cudnn)
 
 
 def rnn_classifier(
@@ -31,6 +71,7 @@ def rnn_classifier(
     output_init="starter",
     use_cudnn="auto",
     name=None,
+    chains=1,
 ):
     """The lstmMNISTStarterCode classifier: an image read as a sequence of rows.
 
@@ -40,8 +81,11 @@ def rnn_classifier(
     LeNet5 and the RNNs; the ``rows`` layer reshapes them to (steps, inputs).
     ``output_init="starter"`` uses the starter's ``tf.random_normal`` weights and bias.
     ``use_cudnn``: "auto" lets Keras pick the cuDNN kernel on a GPU; False forces the
-    generic kernel (needed under XLA, which cannot compile cuDNN calls).
+    generic kernel (needed under XLA, which cannot compile cuDNN calls). ``chains=2`` trains
+    each batch as two independent halves (``TwoChains``): the plan's choice on oneDNN CPUs.
     """
+    if chains not in (1, 2):
+        raise ValueError(f"chains must be 1 or 2, got {chains!r}")
     if cell not in CELLS:
         raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
     if units < 1 or num_layers < 1:
@@ -53,7 +97,7 @@ def rnn_classifier(
     x = layers.Reshape((height, width * channels), name="rows")(inputs)
     for i in range(num_layers):
         last = i == num_layers - 1
-        x = _recurrent_layer(cell, units, not last, f"{cell}{i + 1}", use_cudnn)(x)
+        x = _recurrent_layer(cell, units, not last, f"{cell}{i + 1}", use_cudnn, chains)(x)
     init_kwargs = {}
     if output_init == "starter":
         init_kwargs = {
@@ -64,7 +108,7 @@ def rnn_classifier(
     return keras.Model(inputs, logits, name=name or f"{cell}_classifier")
 
 
-def from_config(config, input_shape, num_classes, use_cudnn="auto"):
+def from_config(config, input_shape, num_classes, use_cudnn="auto", chains=1):
     """The registry's builder: the run's cell, units, layers and output initialisation."""
     return rnn_classifier(cell=config.cell, units=config.units, num_layers=config.layers, input_shape=input_shape,
-                          num_classes=num_classes, output_init=config.init, use_cudnn=use_cudnn)
+                          num_classes=num_classes, output_init=config.init, use_cudnn=use_cudnn, chains=chains)

@@ -46,6 +46,21 @@ def portable_twin(model, config, info):
     return twin
 
 
+def stock_layers(model, config, info):
+    """The same network and weights in stock Keras layers (the model itself if it has only those).
+
+    The plan's two-chain recurrent layers (``models.recurrent.TwoChains``) only change how a batch
+    is trained; the files a run leaves should load in plain Keras, without this package.
+    """
+    from tf_assign2.models.recurrent import TwoChains
+
+    if not any(isinstance(layer, TwoChains) for layer in model.layers):
+        return model
+    twin = models.build(config, info.image_shape, info.num_classes, use_cudnn=config.use_cudnn)
+    twin.set_weights(model.get_weights())
+    return twin
+
+
 def save_all(model, config, info, run_dir):
     """Write ``model.keras`` (the logits model, for further training) and ``saved_model/``.
 
@@ -53,6 +68,7 @@ def save_all(model, config, info, run_dir):
     leaves a truncated model under the final name (``--resume`` then simply exports again).
     """
     run_dir = Path(run_dir)
+    model = stock_layers(model, config, info)
     tmp_keras = run_dir / ".model.tmp.keras"  # Keras wants the .keras suffix
     model.save(tmp_keras)
     os.replace(tmp_keras, run_dir / "model.keras")

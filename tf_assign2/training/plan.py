@@ -9,7 +9,13 @@ continues exactly as it started even on another machine.
 Policies, as measured by ``python -m benchmarks.bench`` (the figures are in docs/speed.md):
 
 * XLA: on a GPU on, except for LSTM/GRU, which keep cuDNN's kernels there (cuDNN cannot be
-  XLA-compiled). On a CPU on for LSTM/GRU, off for LeNet5 (slower with XLA) and the SimpleRNN.
+  XLA-compiled). On a CPU off for LeNet5 (slower with XLA) and the SimpleRNN; for LSTM/GRU on
+  where TensorFlow runs without oneDNN, off where it runs with it (then the chains below win).
+* chains: LSTM/GRU on a CPU with oneDNN and without XLA train each batch as two independent
+  halves, which TensorFlow's executor runs side by side; one chain of small matrix products
+  cannot keep two cores busy (1.3-1.4x on a 2-core AVX2 CPU).
+* oneDNN: not chosen here but recorded: TensorFlow fixes it when first imported
+  (``startup.prefer_onednn``), and it decides the recurrent choices above.
 * precision auto: bfloat16 compute for models whose registry entry says it pays
   (``bfloat16_on_cpu``: LeNet5) on CPUs with native bfloat16 instructions; else float32.
 * steps per execution: 16 on a CPU, 32 on a GPU, cut to a divisor of the epoch.
@@ -23,6 +29,7 @@ from pathlib import Path
 
 from tf_assign2 import models
 from tf_assign2.errors import UsageError
+from tf_assign2.training.startup import onednn_enabled
 
 CPU_STEPS_PER_EXECUTION = 16
 GPU_STEPS_PER_EXECUTION = 32
@@ -39,13 +46,17 @@ class Plan:
     strategy: str  # "default" or "mirrored"
     devices: tuple = None
     device_name: str = None  # the GPU's name and compute capability (None on a CPU)
+    onednn: bool = False  # TensorFlow's oneDNN CPU kernels on (plans recorded before it existed: False)
+    chains: int = 1  # the batch trained as this many independent halves by the recurrent layers
 
     def describe(self):
         """One line for the start of a run: 'CPU, float32, XLA on, 16 steps per call'."""
         device = f"GPU ({self.device_name})" if self.device == "GPU" and self.device_name else self.device
         parts = [device, "bfloat16 compute" if self.precision == "bfloat16" else
                  "float16 compute" if self.precision == "mixed" else "float32",
-                 f"XLA {'on' if self.jit else 'off'}", f"{self.steps_per_execution} steps per call"]
+                 *(["oneDNN"] if self.onednn and self.device == "CPU" else []),
+                 f"XLA {'on' if self.jit else 'off'}", *([f"{self.chains} chains"] if self.chains > 1 else []),
+                 f"{self.steps_per_execution} steps per call"]
         if self.device == "GPU" and self.use_cudnn is False:
             parts.append("cuDNN off")
         if self.strategy == "mirrored":
@@ -103,14 +114,21 @@ def native_bfloat16_cpu():
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def resolve_jit(config, gpu):
+def resolve_jit(config, gpu, onednn=False):
     """XLA where it pays, as measured (see the module docstring)."""
     if config.jit != "auto":
         return config.jit == "on"
     cudnn = models.spec(config).cudnn(config)
     if gpu:
         return not cudnn or config.use_cudnn is False
-    return cudnn
+    return cudnn and not onednn
+
+
+def resolve_chains(config, gpu, onednn, jit):
+    """2 where the model's recurrent layers gain from two chains (module docstring), else 1. Under XLA
+    the two chains ran one after the other, slower than one, so ``--jit on`` keeps one."""
+    wanted = models.spec(config).chains_on_cpu(config) and not gpu and onednn and not jit
+    return 2 if wanted else 1
 
 
 def resolve_precision(config, gpu):
@@ -138,10 +156,11 @@ def resolve_steps_per_execution(config, steps_per_epoch, gpu):
     return max(1, spe)
 
 
-def make_plan(config, steps_per_epoch, gpu=None):
+def make_plan(config, steps_per_epoch, gpu=None, onednn=None):
     """Resolve every hardware choice of ``config`` for this machine (TensorFlow must be started)."""
     gpu = gpu_available() if gpu is None else gpu
-    jit = resolve_jit(config, gpu)
+    onednn = onednn_enabled() if onednn is None else onednn
+    jit = resolve_jit(config, gpu, onednn)
     use_cudnn = config.use_cudnn
     if use_cudnn is True and not gpu:
         raise UsageError("--use-cudnn on: no GPU found; use auto (the default) or off")
@@ -157,7 +176,8 @@ def make_plan(config, steps_per_epoch, gpu=None):
     name = f"{details[0]}, compute capability {'.'.join(map(str, details[1]))}" if details and details[1] else None
     return Plan(device="GPU" if gpu else "CPU", jit=jit, precision=precision, use_cudnn=use_cudnn,
                 steps_per_execution=resolve_steps_per_execution(config, steps_per_epoch, gpu),
-                strategy=config.strategy, devices=config.devices, device_name=name)
+                strategy=config.strategy, devices=config.devices, device_name=name, onednn=onednn,
+                chains=resolve_chains(config, gpu, onednn, jit))
 
 
 @contextlib.contextmanager

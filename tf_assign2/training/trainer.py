@@ -70,7 +70,7 @@ class Trainer:
             tf.config.experimental.enable_op_determinism()
         with precision_policy(self.plan), self.strategy.scope():
             return models.build(self.config, self.info.image_shape, self.info.num_classes,
-                                self.plan.use_cudnn if use_cudnn is None else use_cudnn)
+                                self.plan.use_cudnn if use_cudnn is None else use_cudnn, self.plan.chains)
 
     def compile(self, model, steps_per_execution=None):
         """Optimizer, loss and metrics of the settings; XLA and steps per call of the plan."""
