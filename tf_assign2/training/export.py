@@ -41,7 +41,12 @@ def portable_twin(model, config, info):
     """The same network with cuDNN-free layers and the same weights (the model itself if it has none)."""
     if not models.spec(config).cudnn(config):
         return model
-    twin = models.build(config, info.image_shape, info.num_classes, use_cudnn=False)
+    return _rebuilt(model, config, info, use_cudnn=False)
+
+
+def _rebuilt(model, config, info, use_cudnn):
+    """``config``'s network built again in stock layers (one chain), holding ``model``'s weights."""
+    twin = models.build(config, info.image_shape, info.num_classes, use_cudnn=use_cudnn)
     twin.set_weights(model.get_weights())
     return twin
 
@@ -56,9 +61,7 @@ def stock_layers(model, config, info):
 
     if not any(isinstance(layer, TwoChains) for layer in model.layers):
         return model
-    twin = models.build(config, info.image_shape, info.num_classes, use_cudnn=config.use_cudnn)
-    twin.set_weights(model.get_weights())
-    return twin
+    return _rebuilt(model, config, info, use_cudnn=config.use_cudnn)
 
 
 def save_all(model, config, info, run_dir):
