@@ -66,7 +66,7 @@ MODELS = {
         label=lambda c: f"{c.cell}{c.units}",
         title=lambda c: f"{CELL_TITLES[c.cell]}-{c.units}",
         cudnn=lambda c: c.cell in ("lstm", "gru"),
-        # Two batch chains measured 1.3-1.4x for LSTM/GRU on oneDNN, none for the SimpleRNN (docs/speed.md).
+        # Two batch chains measured faster for LSTM/GRU on oneDNN, not for the SimpleRNN (docs/speed.md).
         chains_on_cpu=lambda c: c.cell in ("lstm", "gru"),
         # Adam 2e-3 ended higher than 1e-3 for every cell and seed measured (see config.default_lr).
         adam_lr=2e-3,

@@ -13,7 +13,7 @@ Policies, as measured by ``python -m benchmarks.bench`` (the figures are in docs
   where TensorFlow runs without oneDNN, off where it runs with it (then the chains below win).
 * chains: LSTM/GRU on a CPU with oneDNN and without XLA train each batch as two independent
   halves, which TensorFlow's executor runs side by side; one chain of small matrix products
-  cannot keep two cores busy (1.3-1.4x on a 2-core AVX2 CPU).
+  cannot keep two cores busy.
 * oneDNN: not chosen here but recorded: TensorFlow fixes it when first imported
   (``startup.prefer_onednn``), and it decides the recurrent choices above.
 * precision auto: bfloat16 compute for models whose registry entry says it pays

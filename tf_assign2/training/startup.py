@@ -81,8 +81,8 @@ def prefer_onednn():
     """Ask for TensorFlow's oneDNN kernels on x86 CPUs, unless the user set ``TF_ENABLE_ONEDNN_OPTS``.
 
     TensorFlow turns them on by itself only on CPUs with AVX512_VNNI, AVX512_BF16 or AMX. On an
-    AVX2-only CPU they measured 1.6x for LeNet5 and, with the recurrent layers run as two chains
-    (``training.plan``), 1.3-1.4x for the LSTM/GRU (docs/speed.md). TensorFlow reads the variable
+    AVX2-only CPU they measured faster for every network, most for LeNet5 and, run as two chains
+    (``training.plan``), the LSTM (docs/speed.md has the figures). TensorFlow reads the variable
     once, when it is first imported: where it is already loaded (a notebook that imported it first)
     this changes nothing, and the run's plan records which kernels it got.
     """
