@@ -21,8 +21,8 @@ side by side and writes one markdown table; the records are kept in ``docs/bench
     elsewhere the two are one run, timed once);
   - ``xla``: the same with ``jit_compile=True``;
   - ``one_chain``: the same with the plan's two batch chains of the LSTM/GRU set to one (only
-    where the plan has two: a CPU with oneDNN), which shows what the hand-written ``TwoChains``
-    layers buy;
+    where the plan has two: a CPU with oneDNN), which is Keras' own layer as it comes (one chain, a
+    loop of 28 steps) and shows what the hand-written ``TwoChains`` layers buy;
   - ``bound``: a bare ``tf.function`` loop over in-memory float tensors (no Keras loop, no
     tf.data, no metrics) with the Trainer's model, loss, optimizer and precision: the practical
     compute bound;
@@ -597,6 +597,7 @@ def time_to_accuracy(task, target, max_epochs, ntrain=None, recipe=None, overrid
     result["divergence"] = fit.divergence
     result["best"] = max(result["curve"]) if result["curve"] else float("nan")
     result["train_seconds_run"] = round(sum(throughput.epoch_seconds), 2)
+    result["epoch_seconds"] = [round(s, 2) for s in throughput.epoch_seconds]
     return result
 
 
@@ -1040,10 +1041,10 @@ def cli_markdown(results, command):
 
 
 def _plan_words(plan):
-    """'float32, oneDNN, XLA off, 2 chains, 16 steps per call' from a recorded plan."""
+    """'float32, oneDNN, XLA off, 2 unrolled chains, 16 steps per call' from a recorded plan."""
     words = [plan["precision"], *(["oneDNN"] if plan.get("onednn") else []), f"XLA {'on' if plan['jit'] else 'off'}"]
     if plan.get("chains", 1) > 1:
-        words.append(f"{plan['chains']} chains")
+        words.append(f"{plan['chains']} unrolled chains")
     steps = plan["steps_per_execution"]
     return ", ".join([*words, f"{steps} step{'s' * (steps != 1)} per call"])
 

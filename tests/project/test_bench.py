@@ -79,7 +79,7 @@ def test_markdown_states_the_trainer_plans():
                      "chains": 2}}
     text = bench.markdown({**_results({"50": {"cifar": {"ours": _figure(1.0)}}}), "trainer_plans": plans})
     assert ("Our trainer's resolved plans (`Trainer.plan`, default settings, CPU): lenet5: bfloat16, XLA off, "
-            "16 steps per call; lstm: float32, XLA on, 1 step per call; gru: float32, oneDNN, XLA off, 2 chains, "
+            "16 steps per call; lstm: float32, XLA on, 1 step per call; gru: float32, oneDNN, XLA off, 2 unrolled chains, "
             "16 steps per call.") in text
 
 

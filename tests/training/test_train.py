@@ -253,7 +253,7 @@ def test_two_chains_only_for_lstm_and_gru_on_a_onednn_cpu_without_xla(small_conf
         return plans.make_plan(small_config(**{"model": "rnn", **values}), 10, gpu=gpu, onednn=onednn)
 
     assert [plan(cell=cell).chains for cell in ("lstm", "gru", "rnn")] == [2, 2, 1]
-    assert plan(cell="lstm").describe() == "CPU, float32, oneDNN, XLA off, 2 chains, 10 steps per call"
+    assert plan(cell="lstm").describe() == "CPU, float32, oneDNN, XLA off, 2 unrolled chains, 10 steps per call"
     assert plan(cell="lstm", onednn=False).chains == 1 and plan(cell="gru", gpu=True).chains == 1
     assert plan(cell="lstm", jit="on").chains == 1  # under XLA two chains ran one after the other
     assert plans.make_plan(small_config(), 10, gpu=False, onednn=True).chains == 1  # LeNet5

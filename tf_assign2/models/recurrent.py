@@ -19,6 +19,8 @@ class TwoChains:
     differs. Outside training (evaluation, export) the batch runs whole. The plan decides when it
     pays (``training.plan``); these classes hold no state of their own, so their weights load into
     the plain layer and back, and a run's exported ``model.keras`` is built from plain layers.
+    ``_recurrent_layer`` also unrolls their 28 steps: without the loop's per-step bookkeeping the
+    executor interleaves the two chains' small ops more freely (measured: docs/speed.md).
     """
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
@@ -44,22 +46,56 @@ class TwoChainLSTM(TwoChains, layers.LSTM):
 
 
 class TwoChainGRU(TwoChains, layers.GRU):
-    pass
+    """Two chains of a GRU whose input projection, in training, runs before its unrolled recurrence.
+
+    ``x_t @ kernel + input_bias`` of all rows is one matrix product ahead of the steps, and each step
+    splits its gates with ``ops.split`` where Keras' cell slices them: a slice's gradient writes into a
+    zero tensor the size of the whole, a split's is one concatenation. The arithmetic is the cell's
+    (``reset_after``, Keras' default and the cuDNN form), so the weights are the plain layer's. Any other
+    configuration (not unrolled, masks, dropout, ``reset_after=False``), and evaluation, run Keras' own loop.
+    """
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        cell = self.cell
+        if not training or not self.unroll or mask is not None or cell.dropout or cell.recurrent_dropout or self.go_backwards \
+                or not cell.reset_after or not cell.use_bias:
+            return super().inner_loop(sequences, initial_state, mask, training=training)
+        steps, width = sequences.shape[1], sequences.shape[2]
+        input_bias, recurrent_bias = ops.unstack(cell.bias)
+        projected = ops.matmul(ops.reshape(sequences, (-1, width)), cell.kernel) + input_bias
+        rows = ops.unstack(ops.reshape(projected, (-1, steps, 3 * cell.units)), axis=1)
+        h = initial_state[0] if isinstance(initial_state, (list, tuple)) else initial_state
+        outputs = []
+        for row in rows:
+            h = self._projected_step(row, h, recurrent_bias)
+            outputs.append(h)
+        return h, ops.stack(outputs, axis=1) if self.return_sequences else h, [h]
+
+    def _projected_step(self, projected_row, h, recurrent_bias):
+        """One GRU step from the row's projection: Keras' GRUCell arithmetic with split gates."""
+        inner = ops.matmul(h, self.cell.recurrent_kernel) + recurrent_bias
+        x_z, x_r, x_h = ops.split(projected_row, 3, axis=1)
+        inner_z, inner_r, inner_h = ops.split(inner, 3, axis=1)
+        z = self.cell.recurrent_activation(x_z + inner_z)
+        r = self.cell.recurrent_activation(x_r + inner_r)
+        candidate = self.cell.activation(x_h + r * inner_h)
+        return z * h + (1 - z) * candidate
 
 
 def _recurrent_layer(cell, units, return_sequences, name, use_cudnn, chains=1):
     """One recurrent layer; the starter's BasicRNNCell / BasicLSTMCell / GRUCell."""
     two = chains > 1
+    common = {"return_sequences": return_sequences, "name": name, "unroll": two}  # TwoChains: unrolled
     if cell == "rnn":
         # BasicRNNCell: tanh. SimpleRNN has no cuDNN kernel, so no use_cudnn argument.
         kind = TwoChainSimpleRNN if two else layers.SimpleRNN
-        return kind(units, activation="tanh", return_sequences=return_sequences, name=name)
+        return kind(units, activation="tanh", **common)
     if cell == "lstm":
         # BasicLSTMCell(forget_bias=1.0) == unit_forget_bias=True.
         kind = TwoChainLSTM if two else layers.LSTM
-        return kind(units, unit_forget_bias=True, return_sequences=return_sequences, name=name, use_cudnn=use_cudnn)
+        return kind(units, unit_forget_bias=True, use_cudnn=use_cudnn, **common)
     kind = TwoChainGRU if two else layers.GRU
-    return kind(units, return_sequences=return_sequences, name=name, use_cudnn=use_cudnn)
+    return kind(units, use_cudnn=use_cudnn, **common)
 
 
 def rnn_classifier(
@@ -82,7 +118,8 @@ def rnn_classifier(
     ``output_init="starter"`` uses the starter's ``tf.random_normal`` weights and bias.
     ``use_cudnn``: "auto" lets Keras pick the cuDNN kernel on a GPU; False forces the
     generic kernel (needed under XLA, which cannot compile cuDNN calls). ``chains=2`` trains
-    each batch as two independent halves (``TwoChains``): the plan's choice on oneDNN CPUs.
+    each batch as two independent halves (``TwoChains``, 28 steps unrolled): the plan's choice on
+    oneDNN CPUs.
     """
     if chains not in (1, 2):
         raise ValueError(f"chains must be 1 or 2, got {chains!r}")

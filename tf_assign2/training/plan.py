@@ -13,7 +13,7 @@ Policies, as measured by ``python -m benchmarks.bench`` (the figures are in docs
   where TensorFlow runs without oneDNN, off where it runs with it (then the chains below win).
 * chains: LSTM/GRU on a CPU with oneDNN and without XLA train each batch as two independent
   halves, which TensorFlow's executor runs side by side; one chain of small matrix products
-  cannot keep two cores busy.
+  cannot keep two cores busy. Their 28 steps are unrolled (``models.recurrent.TwoChains``).
 * oneDNN: not chosen here but recorded: TensorFlow fixes it when first imported
   (``startup.prefer_onednn``), and it decides the recurrent choices above.
 * precision auto: bfloat16 compute for models whose registry entry says it pays
@@ -47,7 +47,7 @@ class Plan:
     devices: tuple = None
     device_name: str = None  # the GPU's name and compute capability (None on a CPU)
     onednn: bool = False  # TensorFlow's oneDNN CPU kernels on (plans recorded before it existed: False)
-    chains: int = 1  # the batch trained as this many independent halves by the recurrent layers
+    chains: int = 1  # the batch trained as this many independent, unrolled halves by the recurrent layers
 
     def describe(self):
         """One line for the start of a run: 'CPU, float32, XLA on, 16 steps per call'."""
@@ -55,7 +55,7 @@ class Plan:
         parts = [device, "bfloat16 compute" if self.precision == "bfloat16" else
                  "float16 compute" if self.precision == "mixed" else "float32",
                  *(["oneDNN"] if self.onednn and self.device == "CPU" else []),
-                 f"XLA {'on' if self.jit else 'off'}", *([f"{self.chains} chains"] if self.chains > 1 else []),
+                 f"XLA {'on' if self.jit else 'off'}", *([f"{self.chains} unrolled chains"] if self.chains > 1 else []),
                  f"{self.steps_per_execution} steps per call"]
         if self.device == "GPU" and self.use_cudnn is False:
             parts.append("cuDNN off")
