@@ -67,6 +67,8 @@ def test_two_chains_train_the_same_network(cell):
     chained = models.rnn_classifier(cell, units=16, num_layers=2, use_cudnn=False, chains=2)
     assert [type(layer).__name__ for layer in chained.layers if isinstance(layer, TwoChains)] == \
         [f"TwoChain{type(plain.get_layer(f'{cell}{i}')).__name__}" for i in (1, 2)]
+    assert [layer.unroll for layer in chained.layers if isinstance(layer, TwoChains)] == [True, True]
+    assert not any(getattr(layer, "unroll", False) for layer in plain.layers)
     chained.set_weights(plain.get_weights())
     rng = np.random.default_rng(0)
     for batch in (8, 7, 1):
@@ -87,3 +89,21 @@ def test_two_chains_train_the_same_network(cell):
         np.testing.assert_allclose(unknown_batch(images), plain_logits, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="chains must be 1 or 2"):
         models.rnn_classifier(cell, chains=3)
+
+
+def test_the_chained_gru_trains_from_rows_projected_before_its_steps(monkeypatch):
+    """In training the chained GRU runs its own loop (all rows' input projection first, split gates),
+    not Keras' cell loop; in evaluation it runs Keras' loop. Keras' loop is made to fail here, so each
+    path is seen taken; the arithmetic is compared with the plain layer in the test above."""
+    from keras import layers
+
+    def keras_loop(*args, **kwargs):
+        raise AssertionError("Keras' GRU loop ran")
+
+    keras.utils.set_random_seed(0)
+    chained = models.rnn_classifier("gru", units=8, num_layers=2, use_cudnn=False, chains=2)
+    images = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
+    monkeypatch.setattr(layers.GRU, "inner_loop", keras_loop)
+    assert chained(images, training=True).shape == (4, 10)
+    with pytest.raises(AssertionError, match="Keras' GRU loop ran"):
+        chained(images, training=False)

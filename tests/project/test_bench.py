@@ -189,6 +189,9 @@ def test_quick_benchmark_writes_its_record(data_root, tmp_path):
     assert ("PyTorch: not installed" in text) != installed
     if installed:
         assert results["pytorch"]["lstm"]["128"]["float32"]["median"] > 0
+        paired = results["pytorch"]["lstm"]["128"]["paired"]
+        assert len(paired["rounds"]) == 1 and paired["median"] == paired["rounds"][0]["ratio"] > 0
+        assert "(paired)" in text
     assert set(results["lenet"]["50"]["cifar"]) >= {"tf1", "fit", "ours", "xla", "bound"}
     assert set(results["time_to_accuracy"]) == {"cifar", "mnist", *bench.RECIPES} and results["memory"]["peak_rss_mb"] > 0
     recipe = results["time_to_accuracy"]["cifar recipe"]
@@ -321,6 +324,13 @@ def test_the_limit_section_puts_each_row_against_its_precision_s_peak():
                           "lstm": {"128": {"float32": _figure(4000.0), "bfloat16": {"median": None, "error": "no LSTM"}}}}
     text = bench.markdown(results)
     assert "| lstm | 128 | 12.0 | 5,000 | 60.0 | 30% (float32) | 4,000 | fails: no LSTM | 1.25x |" in text
+    assert "paired" not in text
+    rounds = [{"ours": 5200, "pytorch": 4000, "ratio": 1.3}, {"ours": 4800, "pytorch": 4000, "ratio": 1.2},
+              {"ours": 6000, "pytorch": 4000, "ratio": 1.5}]
+    results["pytorch"]["lstm"]["128"]["paired"] = {"precision": "float32", "rounds": rounds, "median": 1.3}
+    text = bench.markdown(results)
+    assert "| lstm | 128 | 12.0 | 5,000 | 60.0 | 30% (float32) | 4,000 | fails: no LSTM | 1.30x (paired) |" in text
+    assert "| lstm | 128 | float32 | 5,200 / 4,000, 4,800 / 4,000, 6,000 / 4,000 | 1.30 1.20 1.50 | 1.30x |" in text
 
 
 @pytest.mark.skipif(not bench.pytorch_peers.installed(), reason="PyTorch is an optional extra (bench)")
