@@ -552,9 +552,9 @@ def pytorch_figures(scope, cifar, mnist):
 def paired_rounds(scope, cell, x, y, peer, lr):
     """ours / PyTorch's best for ``cell``, measured in alternating rounds: {"precision", "rounds", "median"}.
 
-    A recurrent row trains for seconds, and this machine's speed drifts by more than the gaps we
-    compare between the minutes of our row and PyTorch's (PyTorch's LSTM measured 5,100 to 7,000
-    samples/s in runs of one hour). Each round therefore runs our trainer and then PyTorch (in its
+    A recurrent row trains for seconds, and a shared machine's speed drifts by more, between the
+    minutes of our row and PyTorch's, than the gaps we compare (docs/speed.md shows a record where
+    the two differed 2.3x unpaired and 0.97x paired). Each round therefore runs our trainer and then PyTorch (in its
     faster precision here, ``peer``), each for a warm-up epoch and ``scope.repeats`` timed ones, and
     the ratio of the two medians is the round's; the figure is the median over the rounds.
     """

@@ -64,7 +64,7 @@ class TwoChainGRU(TwoChains, layers.GRU):
         input_bias, recurrent_bias = ops.unstack(cell.bias)
         projected = ops.matmul(ops.reshape(sequences, (-1, width)), cell.kernel) + input_bias
         rows = ops.unstack(ops.reshape(projected, (-1, steps, 3 * cell.units)), axis=1)
-        h = initial_state[0] if isinstance(initial_state, (list, tuple)) else initial_state
+        (h,) = initial_state  # RNN.call passes the states as a list
         outputs = []
         for row in rows:
             h = self._projected_step(row, h, recurrent_bias)
