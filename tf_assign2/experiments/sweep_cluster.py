@@ -143,9 +143,11 @@ def describe(trial):
     return str(trial.status).lower()
 
 
-def serve(oracle, host, port, cluster, poll=CHIEF_POLL_SECONDS, on_progress=None):
+def serve(oracle, host, port, cluster, poll=CHIEF_POLL_SECONDS, on_progress=None, on_listening=None):
     """Serve ``oracle`` with keras-tuner's gRPC service until every entry has ended and every worker
-    has gone (a worker exits when told there is nothing left); ``on_progress(ended)`` after each end.
+    has gone (a worker exits when told there is nothing left); ``on_progress(ended)`` after each end,
+    ``on_listening()`` once the port accepts connections (not before: a client told the chief is up
+    would be refused).
 
     keras-tuner's own ``start_server`` waits for the worker IDs it has seen, checking every 20 s,
     so one killed worker that never comes back would keep it forever; this loop asks the workers'
@@ -171,6 +173,8 @@ def serve(oracle, host, port, cluster, poll=CHIEF_POLL_SECONDS, on_progress=None
     if problem:
         raise UsageError(f"--chief {host}:{port}: cannot listen there ({problem}; the port may be taken)")
     server.start()
+    if on_listening is not None:
+        on_listening()
     try:
         seen = None
         while True:
@@ -258,8 +262,10 @@ def run_chief(sweep, out, overrides=None, poll=CHIEF_POLL_SECONDS):
             held = ", ".join(f"{oracle.entry_of(t)} ({w})" for w, t in oracle.ongoing_trials.items())
             print(f"chief: continuing the sweep in {out}" + (f"; with workers: {held}" if held else ""), flush=True)
         oracle.save()
-        print(f"chief: serving the oracle on {host}:{port}: {len(todo)} of {len(names)} entries to run "
-              f"(sweep {sweep['name']}, folder {out})", flush=True)
+
+        def announce():
+            print(f"chief: serving the oracle on {host}:{port}: {len(todo)} of {len(names)} entries to run "
+                  f"(sweep {sweep['name']}, folder {out})", flush=True)
 
         def on_progress(ended):  # as a one-machine sweep does after each entry
             if ended:
@@ -270,7 +276,7 @@ def run_chief(sweep, out, overrides=None, poll=CHIEF_POLL_SECONDS):
             with warnings.catch_warnings():
                 # A diverged entry reports a NaN test accuracy, over which keras-tuner's nanmax warns.
                 warnings.filterwarnings("ignore", "All-NaN", RuntimeWarning)
-                serve(oracle, host, port, cluster, poll, on_progress)
+                serve(oracle, host, port, cluster, poll, on_progress, on_listening=announce)
         except KeyboardInterrupt:
             rows = sweeps.finish(out, sweep, planned, state, overrides)
             print(f"interrupted: start the chief again with the same command to continue the sweep in {out}; "
