@@ -549,6 +549,12 @@ def pytorch_figures(scope, cifar, mnist):
     return out
 
 
+def _peer_best(peer):
+    """The precision of PyTorch's faster figure in ``peer`` ({precision: figure}), None if none ran."""
+    measured = {p: _get(peer, p, "median") for p in pytorch_peers.PRECISIONS}
+    return max((p for p in measured if measured[p]), key=measured.get, default=None)
+
+
 def paired_rounds(scope, cell, x, y, peer, lr):
     """ours / PyTorch's best for ``cell``, measured in alternating rounds: {"precision", "rounds", "median"}.
 
@@ -558,8 +564,7 @@ def paired_rounds(scope, cell, x, y, peer, lr):
     faster precision here, ``peer``), each for a warm-up epoch and ``scope.repeats`` timed ones, and
     the ratio of the two medians is the round's; the figure is the median over the rounds.
     """
-    measured = {p: _get(peer, p, "median") for p in pytorch_peers.PRECISIONS}
-    precision = max((p for p in measured if measured[p]), key=measured.get, default=None)
+    precision = _peer_best(peer)
     if precision is None:
         return None
     cfg = our_config("mnist", cell=cell)
@@ -1154,7 +1159,7 @@ def _limit_section(results):
         peer = (torch or {}).get(network, {}).get(batch, {})
         peers = [("fails: " + peer[p]["error"][:60] if peer.get(p, {}).get("error") else _num(_get(peer, p, "median")))
                  if peer else "-" for p in ("float32", "bfloat16")]
-        best = max((v for v in (_get(peer, p, "median") for p in ("float32", "bfloat16")) if v), default=None)
+        best = _get(peer, _peer_best(peer), "median") if peer else None
         paired = peer.get("paired") if peer else None
         versus = f"{paired['median']:.2f}x (paired)" if paired else _ratio(rate, best)
         lines.append(f"| {network} | {batch} | {flops[network] / 1e6:.1f} | {_num(rate)} | {gflops:.1f} | "
