@@ -125,6 +125,30 @@ def test_interrupted_run_resumes_at_the_next_epoch(small_config):
     assert not (run_dir / "backup").exists()
 
 
+@pytest.mark.parametrize("network", ["lenet5", "lstm"])
+def test_training_makes_no_variables_so_its_step_is_traced_once(small_config, network):
+    """A compiled model holds the optimizer's and the metrics' variables before ``fit``: a
+    ``tf.function`` that made them would be traced twice. The metrics start from zero."""
+    cfg = small_config(ntrain=10, ema=0.99)  # the moving average adds its own optimizer variables
+    if network == "lstm":
+        cfg = small_config(ntrain=10, ema=0.99, model="rnn", cell="lstm", dataset="mnist",
+                           data_dir=cfg.data_dir.replace("CIFAR10", "MNIST"))
+    arrays, info = data.load_arrays(cfg)
+    trainer = Trainer(cfg, arrays, info, plan=plans.make_plan(cfg, 1, gpu=False, onednn=True))
+    model = trainer.compile(trainer.build_model())
+    assert all(float(keras.ops.sum(v)) == 0 for v in model.metrics_variables)
+    made = []
+
+    def record(next_creator, **kwargs):
+        made.append(kwargs.get("name"))
+        return next_creator(**kwargs)
+
+    with tf.variable_creator_scope(record):
+        trainer.fit(model, epochs=1, validation=None, verbose=0)
+    assert made == []
+    assert model.optimizer.iterations.numpy() == trainer.steps_per_epoch
+
+
 def test_divergence_is_recorded_not_raised(small_config):
     cfg = small_config(lr=10.0, ntrain=10, epochs=2, test_curve=False)
     arrays, info, trainer, run_dir = _setup(cfg)

@@ -82,7 +82,22 @@ class Trainer:
                 jit_compile=self.plan.jit,
                 steps_per_execution=steps_per_execution or self.plan.steps_per_execution,
             )
+            if self.plan.strategy == "default":  # a mirrored run's are made by Keras' own symbolic build
+                self.make_training_variables(model)
         return model
+
+    def make_training_variables(self, model):
+        """The optimizer's slots and the metrics' totals, made now rather than in the first training step.
+
+        Without a distribution strategy Keras makes them while it traces the first step, and a
+        ``tf.function`` that makes variables is traced a second time: for the unrolled LSTM that second
+        trace was 1.5 s of a 6 s first epoch (docs/speed.md). The values are those Keras would give them
+        (zeros); the metrics are reset after the one pass on a blank image that builds them.
+        """
+        model.optimizer.build(model.trainable_variables)
+        blank = np.zeros((1, *self.info.image_shape), "float32")
+        model.compute_metrics(blank, np.zeros((1,), "int32"), model(blank, training=False), sample_weight=None)
+        model.reset_metrics()
 
     def learning_rate(self):
         """``--lr`` as given (the starters' constant rate), or its ``--schedule`` over the run's steps."""
