@@ -303,6 +303,26 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def test_the_chief_is_announced_once_its_port_listens_not_before(capsys):
+    """keras-tuner's chief starts its server late, inside ``tuner.search``: the line that tells workers
+    to connect waits for the port to accept a connection."""
+    from tf_assign2.experiments.oracle_service import announce_when_listening
+
+    port = _free_port()
+    announce_when_listening("127.0.0.1", port, f"chief: serving the oracle on 127.0.0.1:{port}", timeout=30)
+    time.sleep(0.5)
+    assert "serving the oracle" not in capsys.readouterr().out  # nothing listens yet
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", port))
+        server.listen()
+        deadline = time.monotonic() + 10
+        out = ""
+        while "serving the oracle" not in out and time.monotonic() < deadline:
+            time.sleep(0.05)
+            out += capsys.readouterr().out
+    assert out.count(f"chief: serving the oracle on 127.0.0.1:{port}") == 1
+
+
 def _wait_for(path, text, process, seconds):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

@@ -17,6 +17,8 @@ that a failing call left held. The chiefs also listen on a loopback address only
 import functools
 import re
 import socket
+import threading
+import time
 
 from tf_assign2.errors import UsageError
 
@@ -109,3 +111,23 @@ def listen_check(host, port):
     except OSError as e:
         raise UsageError(f"--chief {host}:{port}: cannot listen there ({e.strerror or e}; the port may be taken)") \
             from None
+
+
+def announce_when_listening(host, port, line, timeout=300.0):
+    """Print ``line`` once ``host:port`` accepts a connection, from a background thread.
+
+    keras-tuner's chief starts its gRPC server deep inside ``tuner.search``, after the tuner and
+    its oracle are built; a line printed before that would tell a worker (or a test) to connect to a
+    port that still refuses it. A chief that never listens within ``timeout`` prints nothing.
+    """
+    def wait():
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection((host, int(port)), timeout=1):
+                    print(line, flush=True)
+                    return
+            except OSError:
+                time.sleep(0.05)
+
+    threading.Thread(target=wait, name="announce-chief", daemon=True).start()

@@ -648,13 +648,12 @@ def _search(search, base, space, train, resume):
         print(f"worker {worker}: waiting for the chief at {os.environ[ORACLE_IP]}:{os.environ[ORACLE_PORT]}", flush=True)
     elif prepare_project(search.project_dir, settings_record(search, base, space, info), search.overwrite):
         print(f"continuing the search in {search.project_dir} (finished trials are kept; --overwrite starts again)")
-    if search.role == "chief":
-        print(f"chief: serving the oracle on {os.environ[ORACLE_IP]}:{os.environ[ORACLE_PORT]}", flush=True)
-
     if search.role == "chief":  # keras-tuner's own chief: serve its oracle through the guarded service
-        from tf_assign2.experiments.oracle_service import serve_guarded_in_keras_tuner
+        from tf_assign2.experiments.oracle_service import announce_when_listening, serve_guarded_in_keras_tuner
 
         serve_guarded_in_keras_tuner()
+        host, port = os.environ[ORACLE_IP], os.environ[ORACLE_PORT]
+        announce_when_listening(host, port, f"chief: serving the oracle on {host}:{port}")
     hypermodel = make_hypermodel(base, space, arrays, info, worker)
     tuner = make_tuner(search.tuner, hypermodel, search.project_dir, base.epochs, base.seed,
                        search.max_trials, search.initial_points, search.factor)
