@@ -331,6 +331,10 @@ def test_the_limit_section_puts_each_row_against_its_precision_s_peak():
     text = bench.markdown(results)
     assert "| lstm | 128 | 12.0 | 5,000 | 60.0 | 30% (float32) | 4,000 | fails: no LSTM | 1.30x (paired) |" in text
     assert "| lstm | 128 | float32 | 5,200 / 4,000, 4,800 / 4,000, 6,000 / 4,000 | 1.30 1.20 1.50 | 1.30x |" in text
+    results["pytorch"]["lenet5"] = {"50": {"float32": _figure(800.0), "bfloat16": {**_figure(90.0), "emulated_images": 1024}}}
+    text = bench.markdown(results)
+    assert ("| lenet5 | 50 | 80.0 | 1,000 | 80.0 | 20% (bfloat16) | 800 | 90 (emulated: no bfloat16 instructions; "
+            "1,024 images per epoch) | 1.25x |") in text
 
 
 @pytest.mark.skipif(not bench.pytorch_peers.installed(), reason="PyTorch is an optional extra (bench)")
