@@ -1224,14 +1224,19 @@ def _tta_section(results):
              "A default run of each CLI, and each recipe's settings file (validation split carved out); test "
              "accuracy checked after every epoch; "
              "seconds are training time (first to last step of each epoch, tracing included, evaluation not).", "",
-             "| task | model | training images | target | training seconds | epochs | test accuracy per epoch |",
-             "|---|---|---|---|---|---|---|"]
+             "| task | model | training images | target | training seconds | epochs | first epoch s (tracing in it) "
+             "| later epochs s (median) | test accuracy per epoch |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for task, t in tta.items():
         reached = t["seconds"] is not None
         seconds = _num(t["seconds"], 1) if reached else f"not reached ({t['train_seconds_run']:.1f} s run)"
         epochs = t["epoch"] if reached else f"> {t['max_epochs']}"
+        each = t.get("epoch_seconds") or []
+        first = f"{each[0]:.2f}" if each else "-"
+        later = f"{statistics.median(each[1:]):.2f}" if len(each) > 1 else "-"
         lines.append(f"| {task} | {t['model']}, batch {t['batch_size']}, {t['optimizer']} | {t['train_images']:,} | "
-                     f"{t['target']:.2f} | {seconds} | {epochs} | {' '.join(f'{a:.3f}' for a in t['curve'])} |")
+                     f"{t['target']:.2f} | {seconds} | {epochs} | {first} | {later} | "
+                     f"{' '.join(f'{a:.3f}' for a in t['curve'])} |")
     return lines
 
 

@@ -43,6 +43,7 @@ def test_markdown_prints_the_goals_ratios():
     tta = {
         "cifar": {"target": 0.5, "model": "LeNet5", "seconds": 42.0, "epoch": 6, "max_epochs": 20, "best": 0.52,
                   "curve": [0.3, 0.52], "batch_size": 50, "optimizer": "adam 0.001", "train_seconds_run": 42.0,
+                  "epoch_seconds": [9.5, 6.5],
                   "train_images": 9000},
         "mnist": {"target": 0.95, "model": "LSTM-128", "seconds": None, "epoch": None, "max_epochs": 1, "best": 0.9,
                   "curve": [0.9], "batch_size": 128, "optimizer": "adam 0.001", "train_seconds_run": 5.0,
@@ -64,6 +65,8 @@ def test_markdown_prints_the_goals_ratios():
     assert "| LSTM | our trainer, one chain (the plan's two set to one) | 1,100 | 1.10x | 0.55x |" in text
     assert "time to 0.50 test accuracy, cifar LeNet5 | 42.0 s (epoch 6) |" in text
     assert "not reached in 1 epoch (best 0.900)" in text
+    assert "| cifar | LeNet5, batch 50, adam 0.001 | 9,000 | 0.50 | 42.0 | 6 | 9.50 | 6.50 | 0.300 0.520 |" in text
+    assert "| - | - |" in text  # a record from before each epoch's seconds were kept
     assert "PNG decode of the 11,000 CIFAR images (fresh process) | 0.90 s | <= 1 s |" in text
     assert "| `python -m tf_assign2.cifar --epochs 10` | 52.0 | 40.0 | 1.30x | 812 MB | 140 | 0.530 |" in text
     assert "Machine: Test CPU, 2 cores, GPU: none" in text
