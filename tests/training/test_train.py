@@ -270,16 +270,17 @@ def test_jit_auto_follows_the_measured_policy(small_config):
     assert plans.make_plan(gru, 10, gpu=True).use_cudnn == "auto"  # a GPU keeps cuDNN (and no XLA)
 
 
-def test_two_chains_only_for_lstm_and_gru_on_a_onednn_cpu_without_xla(small_config):
-    """The plan trains LSTM/GRU batches as two chains where that measured faster, and says so in its line;
-    a plan recorded before chains existed reads back as one chain."""
+def test_two_chains_for_the_cells_on_a_onednn_cpu_without_xla(small_config):
+    """The plan trains the recurrent cells' batches as two chains where that measured faster, and says so
+    in its line; a plan recorded before chains existed reads back as one chain."""
     def plan(gpu=False, onednn=True, **values):
         return plans.make_plan(small_config(**{"model": "rnn", **values}), 10, gpu=gpu, onednn=onednn)
 
-    assert [plan(cell=cell).chains for cell in ("lstm", "gru", "rnn")] == [2, 2, 1]
+    assert [plan(cell=cell).chains for cell in ("lstm", "gru", "rnn")] == [2, 2, 2]
     assert plan(cell="lstm").describe() == "CPU, float32, oneDNN, XLA off, 2 unrolled chains, 10 steps per call"
     assert plan(cell="lstm", onednn=False).chains == 1 and plan(cell="gru", gpu=True).chains == 1
     assert plan(cell="lstm", jit="on").chains == 1  # under XLA two chains ran one after the other
+    assert plan(cell="rnn", onednn=False).chains == 1 and plan(cell="rnn", jit="on").chains == 1
     assert plans.make_plan(small_config(), 10, gpu=False, onednn=True).chains == 1  # LeNet5
     old = plan(cell="lstm").to_dict()
     del old["chains"], old["onednn"]

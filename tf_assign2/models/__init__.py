@@ -34,7 +34,7 @@ class ModelSpec:
     title: object  # config -> name in reports ("LeNet5", "LSTM-128")
     cudnn: object = lambda config: False  # config -> True if its layers have cuDNN kernels (LSTM/GRU)
     bfloat16_on_cpu: bool = False  # precision auto: bfloat16 compute on CPUs with native bfloat16
-    chains_on_cpu: object = lambda config: False  # config -> True if two batch chains pay on a CPU (LSTM/GRU)
+    chains_on_cpu: object = lambda config: False  # config -> True if two batch chains pay on a CPU (the cells)
     adam_lr: float = None  # its measured default learning rate for Adam (None: the starters' 1e-3)
 
     def build(self, config, input_shape, num_classes, use_cudnn="auto", chains=1):
@@ -66,8 +66,8 @@ MODELS = {
         label=lambda c: f"{c.cell}{c.units}",
         title=lambda c: f"{CELL_TITLES[c.cell]}-{c.units}",
         cudnn=lambda c: c.cell in ("lstm", "gru"),
-        # Two batch chains measured faster for LSTM/GRU on oneDNN, not for the SimpleRNN (docs/speed.md).
-        chains_on_cpu=lambda c: c.cell in ("lstm", "gru"),
+        # Two unrolled batch chains measured faster for every cell on oneDNN (docs/speed.md).
+        chains_on_cpu=lambda c: True,
         # Adam 2e-3 ended higher than 1e-3 for every cell and seed measured (see config.default_lr).
         adam_lr=2e-3,
     ),

@@ -11,9 +11,9 @@ Policies, as measured by ``python -m benchmarks.bench`` (the figures are in docs
 * XLA: on a GPU on, except for LSTM/GRU, which keep cuDNN's kernels there (cuDNN cannot be
   XLA-compiled). On a CPU off for LeNet5 (slower with XLA) and the SimpleRNN; for LSTM/GRU on
   where TensorFlow runs without oneDNN, off where it runs with it (then the chains below win).
-* chains: LSTM/GRU on a CPU with oneDNN and without XLA train each batch as two independent
-  halves, which TensorFlow's executor runs side by side; one chain of small matrix products
-  cannot keep two cores busy. Their 28 steps are unrolled (``models.recurrent.TwoChains``).
+* chains: the recurrent cells (BasicRNN, LSTM, GRU) on a CPU with oneDNN and without XLA train each
+  batch as two independent halves, which TensorFlow's executor runs side by side; one chain of small
+  matrix products cannot keep two cores busy. Their 28 steps are unrolled (``models.recurrent.TwoChains``).
 * oneDNN: not chosen here but recorded: TensorFlow fixes it when first imported
   (``startup.prefer_onednn``), and it decides the recurrent choices above.
 * precision auto: bfloat16 compute for models whose registry entry says it pays
