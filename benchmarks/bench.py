@@ -20,7 +20,7 @@ side by side and writes one markdown table; the records are kept in ``docs/bench
   - ``ours_f32``: the same in float32 (``ours`` computes LeNet5 in bfloat16 where the CPU has it;
     elsewhere the two are one run, timed once);
   - ``xla``: the same with ``jit_compile=True``;
-  - ``one_chain``: the same with the plan's two batch chains of the LSTM/GRU set to one (only
+  - ``one_chain``: the same with the plan's two batch chains of the recurrent cells set to one (only
     where the plan has two: a CPU with oneDNN), which is Keras' own layer as it comes (one chain, a
     loop of 28 steps) and shows what the hand-written ``TwoChains`` layers buy;
   - ``bound``: a bare ``tf.function`` loop over in-memory float tensors (no Keras loop, no
