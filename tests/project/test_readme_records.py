@@ -98,7 +98,7 @@ def test_each_readme_result_is_the_number_of_the_record_it_cites(row):
 
 def test_the_checks_fail_on_a_number_the_record_does_not_give():
     """A row that disagrees with its record is caught (the check can fail)."""
-    record = "docs/sweeps/cifar_recipe_confirm/results.csv"
+    record = "docs/sweeps/cifar_recipe_confirm/before/results.csv"
     check_sweep_row("test 0.681 (0.671-0.687)", record, "3, 4, 5")
     for wrong in ("test 0.682 (0.671-0.687)", "test 0.681 (0.671-0.686)", "test 0.681 (0.671-0.687), 0.500"):
         with pytest.raises(AssertionError):
