@@ -90,9 +90,9 @@ class Trainer:
         """The optimizer's slots and the metrics' totals, made now rather than in the first training step.
 
         Without a distribution strategy Keras makes them while it traces the first step, and a
-        ``tf.function`` that makes variables is traced a second time: for the unrolled LSTM that second
-        trace was 1.5 s of a 6 s first epoch (docs/speed.md). The values are those Keras would give them
-        (zeros); the metrics are reset after the one pass on a blank image that builds them.
+        ``tf.function`` that makes variables is traced a second time, which for the unrolled recurrent
+        layers cost seconds of the first epoch (docs/speed.md, "Traced once"). The values are those Keras
+        would give them (zeros); the metrics are reset after the one pass on a blank image that builds them.
         """
         model.optimizer.build(model.trainable_variables)
         blank = np.zeros((1, *self.info.image_shape), "float32")
