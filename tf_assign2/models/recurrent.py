@@ -14,7 +14,7 @@ class TwoChains:
 
     The 28 steps of one batch are a chain of small matrix products, each too small to keep two CPU
     cores busy; two halves of the batch are independent chains that TensorFlow's executor runs side
-    by side (faster for the LSTM/GRU on oneDNN: docs/speed.md). The halves share the layer's
+    by side (faster for every cell on oneDNN: docs/speed.md). The halves share the layer's
     weights and each sample's result is the same, so only the round-off of the summed gradients
     differs. Outside training (evaluation, export) the batch runs whole. The plan decides when it
     pays (``training.plan``); these classes hold no state of their own, so their weights load into
